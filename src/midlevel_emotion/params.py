@@ -1,0 +1,38 @@
+"""Reading ``params.yaml``: the only home of hyperparameters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamsError(KeyError):
+    """A required key is missing from params.yaml; the message names the file and the key."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+def load_params(path: Path | str = "params.yaml") -> dict[str, Any]:
+    """Load the whole params file as a nested dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found")
+    with path.open() as handle:
+        params = yaml.safe_load(handle) or {}
+    if not isinstance(params, dict):
+        raise ParamsError(f"{path}: expected a mapping at the top level")
+    params["_path"] = str(path)
+    return params
+
+
+def section(params: dict[str, Any], dotted_key: str) -> Any:
+    """Return ``params['a']['b']`` for ``dotted_key='a.b'``, with a clear error when absent."""
+    value: Any = params
+    for part in dotted_key.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ParamsError(f"{params.get('_path', 'params.yaml')}: missing key '{dotted_key}'")
+        value = value[part]
+    return value
