@@ -1,0 +1,293 @@
+"""The paper's experiments (Section 6): which model learns from which clips, with which split.
+
+- ``train_a2mid``: A2Mid+ (whole mid-level set, artist-disjoint 8 % test, Table 3), A2Mid
+  (Soundtracks clips only, 20 % test, Table 3) and the A2Mid network behind A2Mid2E, trained
+  on the mid-level clips that are NOT Soundtracks clips, so no emotion run's test clip is
+  ever seen by it and one training serves all runs.
+- ``fit_mid2e``: per run, the linear Mid2E map from annotated mid-level values (Table 2's
+  upper bound) and the A2Mid2E linear layer fitted on A2Mid's predictions for the run's
+  train split.
+- ``train_a2e`` / ``train_joint``: per run, A2E and A2Mid2E-Joint.
+
+Every run ``k`` has its own seed and its own random 80:20 split of the Soundtracks clips,
+shared by all models of that run (:func:`run_split`), so comparisons are paired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .corpus import (EMOTIONS, MIDLEVEL_FEATURES, Labels, Split, align, artist_disjoint_split, holdout,
+                     load_labels, random_split)
+from .evaluation import fit_linear, pearson
+from .features import SpectrogramStore
+from .training import (ClipSet, TrainConfig, atomic_write_text, load_checkpoint, params_hash, predict,
+                       save_checkpoint, train, write_history, write_json)
+
+NOT_RUN_FILE = "NOT_RUN.md"
+
+
+@dataclass
+class Context:
+    """What every training stage reads: labels, spectrogram stores and params."""
+
+    labels: Labels
+    stores: dict[str, SpectrogramStore]
+    params: dict[str, Any]
+    progress: bool = True
+
+    @classmethod
+    def load(cls, raw_dir: Path, spectrogram_dir: Path, params: dict[str, Any], progress: bool = True) -> "Context":
+        stores = {name: SpectrogramStore.open(Path(spectrogram_dir) / name)
+                  for name in ("midlevel", "soundtracks") if (Path(spectrogram_dir) / name).is_dir()}
+        return cls(load_labels(raw_dir), stores, params, progress)
+
+    @property
+    def corpus(self) -> str:
+        return str(self.params["data"]["source"])
+
+    @property
+    def seeds(self) -> list[int]:
+        return [int(s) for s in self.params["runs"]["seeds"]]
+
+    def config(self, **overrides: Any) -> TrainConfig:
+        t = self.params["train"]
+        values = dict(crop_seconds=t["crop_seconds"], fps=self.params["spectrogram"]["fps"],
+                      batch_size=t["batch_size"], learning_rate=t["learning_rate"],
+                      max_epochs=t["max_epochs"], patience=t["patience"],
+                      eval_hop_seconds=t["eval_hop_seconds"], last_kernel_size=t["last_kernel_size"],
+                      dropout=t["dropout"])
+        values.update(overrides)
+        return TrainConfig(**values)
+
+    def spectrogram_meta(self, store: SpectrogramStore) -> dict[str, Any]:
+        return {**store.stats, "mean": store.mean, "std": store.std}
+
+    def clip_set(self, store: SpectrogramStore, ids: list[str] | tuple[str, ...], targets: np.ndarray) -> ClipSet:
+        return ClipSet(list(ids), [store.clip(i) for i in ids], np.asarray(targets, dtype=np.float32))
+
+
+# ---------------------------------------------------------------------------------------
+# Soundtracks runs
+
+
+def emotion_clip_ids(ctx: Context, decisions: list[str]) -> list[str]:
+    """The Soundtracks clips every emotion run splits: rated, with audio, and (when the
+    mid-level set is present) annotated, so A2E, A2Mid2E and Joint see the same clips."""
+    if ctx.labels.emotions is None or "soundtracks" not in ctx.stores:
+        raise MissingDataError("the Soundtracks ratings or audio are missing from data/raw")
+    ids = align(list(ctx.labels.emotions.index), set(ctx.stores["soundtracks"].clip_ids), "soundtracks", decisions)
+    if ctx.labels.soundtracks_midlevel is not None:
+        annotated = set(ctx.labels.soundtracks_midlevel.index)
+        for i in (i for i in ids if i not in annotated):
+            decisions.append(f"soundtracks clip {i}: no mid-level annotation; excluded from the emotion runs "
+                             "so that all models of a run see the same clips")
+        ids = [i for i in ids if i in annotated]
+    return ids
+
+
+def run_split(ctx: Context, seed: int, ids: list[str]) -> Split:
+    runs = ctx.params["runs"]
+    return random_split(ids, seed=seed, test_fraction=runs["test_fraction"],
+                        validation_fraction=ctx.params["train"]["validation_fraction"])
+
+
+class MissingDataError(RuntimeError):
+    """A stage cannot run on the data present (e.g. no mid-level annotations)."""
+
+
+def write_not_run(out_dir: Path, metrics_path: Path, stage: str, reason: str) -> dict:
+    """Record, in the stage's outputs, that and why it did not run (instead of failing obscurely)."""
+    atomic_write_text(Path(out_dir) / NOT_RUN_FILE, f"# {stage} was not run\n\n{reason}\n")
+    metrics = {"status": "not run", "reason": reason}
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+def _scores(names: tuple[str, ...], targets: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    r = pearson(targets, predictions)
+    scores = {name: _round(v) for name, v in zip(names, r)}
+    scores["mean"] = _round(np.nanmean(r)) if np.isfinite(r).any() else None
+    return scores
+
+
+def _round(value: float) -> float | None:
+    return None if not np.isfinite(value) else round(float(value), 4)
+
+
+def _train_and_test(ctx: Context, kind: str, store: SpectrogramStore, split_ids: tuple, targets: dict[str, np.ndarray],
+                    *, seed: int, name: str, models_dir: Path, plots_dir: Path,
+                    config: TrainConfig, names: tuple[str, ...]) -> tuple[Any, dict]:
+    """Train on ``split_ids = (train, validation, test)``; save checkpoint and history; score test."""
+    train_ids, val_ids, test_ids = split_ids
+    result = train(kind, ctx.clip_set(store, train_ids, targets["train"]),
+                   ctx.clip_set(store, val_ids, targets["validation"]), mean=store.mean, std=store.std,
+                   config=config, seed=seed, description=name, progress=ctx.progress)
+    write_history(Path(plots_dir) / f"{name}.tsv", result.history)
+    scores = None
+    if test_ids:
+        prediction = predict(result.model, [store.clip(i) for i in test_ids], mean=store.mean, std=store.std,
+                             crop_frames=config.crop_frames, hop_frames=config.hop_frames,
+                             device=next(result.model.parameters()).device)
+        scores = _scores(names, targets["test"], prediction)
+    save_checkpoint(Path(models_dir) / f"{name}.pt", result.model, kind=kind, config=config,
+                    spectrogram=ctx.spectrogram_meta(store), corpus=ctx.corpus, seed=seed,
+                    params_digest=params_hash(ctx.params),
+                    test_pearson={k: v for k, v in (scores or {}).items() if v is not None},
+                    extra={"best_epoch": result.best_epoch, "epochs": len(result.history),
+                           "test_ids": list(test_ids)})
+    return result, {"test": scores, "best_epoch": result.best_epoch, "epochs": len(result.history),
+                    "n_train": len(train_ids), "n_validation": len(val_ids), "n_test": len(test_ids)}
+
+
+# ---------------------------------------------------------------------------------------
+# Stages
+
+
+def train_a2mid(ctx: Context, models_dir: Path, metrics_path: Path, plots_dir: Path) -> dict:
+    """The ``train_a2mid`` stage: A2Mid+, A2Mid and the A2Mid behind A2Mid2E."""
+    labels, models_dir = ctx.labels, Path(models_dir)
+    if labels.midlevel is None or "midlevel" not in ctx.stores:
+        return write_not_run(models_dir, metrics_path, "train_a2mid",
+                             "No mid-level annotations in data/raw (a Soundtracks-only corpus): "
+                             "A2Mid+, A2Mid and A2Mid2E need the Mid-level Perceptual Features dataset.")
+    p = ctx.params["train_a2mid"]
+    config = ctx.config()
+    features = list(MIDLEVEL_FEATURES)
+    decisions: list[str] = list(labels.decisions)
+    store = ctx.stores["midlevel"]
+    ids = align(list(labels.midlevel.index), set(store.clip_ids), "mid-level", decisions)
+    y = labels.midlevel
+    metrics: dict[str, Any] = {}
+
+    def fit(name: str, train_ids: list[str], test_ids: list[str], seed: int, st: SpectrogramStore, ylab) -> dict:
+        tr, va = holdout(train_ids, fraction=ctx.params["train"]["validation_fraction"], seed=seed)
+        targets = {"train": ylab.loc[tr, features].to_numpy(), "validation": ylab.loc[va, features].to_numpy(),
+                   "test": ylab.loc[test_ids, features].to_numpy() if test_ids else None}
+        _, result = _train_and_test(ctx, "a2mid", st, (tr, va, test_ids), targets, seed=seed, name=name,
+                                    models_dir=models_dir, plots_dir=plots_dir, config=config,
+                                    names=MIDLEVEL_FEATURES)
+        return result
+
+    # A2Mid+: all mid-level clips, Aljanaki's artist-disjoint test split
+    train_ids, test_ids = artist_disjoint_split(labels.metadata, [i for i in ids if i in labels.metadata.index],
+                                                test_fraction=p["plus_test_fraction"], seed=p["seed"])
+    train_ids += [i for i in ids if i not in labels.metadata.index]
+    metrics["a2mid_plus"] = fit("a2mid_plus", train_ids, test_ids, p["seed"], store, y)
+
+    # A2Mid: Soundtracks clips only, random 20 % test
+    if labels.soundtracks_midlevel is not None and "soundtracks" in ctx.stores:
+        st_store = ctx.stores["soundtracks"]
+        st_ids = align(list(labels.soundtracks_midlevel.index), set(st_store.clip_ids), "soundtracks", decisions)
+        rest, test = holdout(st_ids, fraction=p["soundtracks_test_fraction"], seed=p["seed"])
+        metrics["a2mid"] = fit("a2mid", rest, test, p["seed"], st_store, labels.soundtracks_midlevel)
+
+    # The A2Mid behind A2Mid2E: mid-level clips that are not Soundtracks clips
+    soundtrack_song_ids = set(labels.soundtracks_song_ids.values())
+    non_st = [i for i in ids if i not in soundtrack_song_ids]
+    metrics["a2mid_for_a2mid2e"] = fit("a2mid_for_a2mid2e", non_st, [], p["seed"], store, y)
+    metrics["a2mid_for_a2mid2e"]["n_soundtracks_clips_seen"] = len(set(non_st) & soundtrack_song_ids)
+    metrics["excluded_clips"] = len(decisions)
+    atomic_write_text(models_dir / "data_decisions.txt", "".join(f"{d}\n" for d in decisions))
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+def fit_mid2e(ctx: Context, a2mid_checkpoint: Path, models_dir: Path, metrics_path: Path) -> dict:
+    """The ``fit_mid2e`` stage: per run, Mid2E on annotations and A2Mid2E on A2Mid's predictions."""
+    labels, models_dir = ctx.labels, Path(models_dir)
+    if labels.soundtracks_midlevel is None or not Path(a2mid_checkpoint).is_file():
+        return write_not_run(models_dir, metrics_path, "fit_mid2e",
+                             "No mid-level annotations for the Soundtracks clips (or no A2Mid model): "
+                             "Mid2E and A2Mid2E need the Mid-level Perceptual Features dataset.")
+    decisions: list[str] = []
+    ids = emotion_clip_ids(ctx, decisions)
+    store = ctx.stores["soundtracks"]
+    a2mid, meta = load_checkpoint(a2mid_checkpoint)
+    mid_pred = predict(a2mid, [store.clip(i) for i in ids], mean=meta["spectrogram"]["mean"],
+                       std=meta["spectrogram"]["std"], crop_frames=meta["input"]["crop_frames"],
+                       hop_frames=ctx.config().hop_frames)
+    mid_pred = dict(zip(ids, mid_pred))
+    annotated = labels.soundtracks_midlevel.loc[ids, list(MIDLEVEL_FEATURES)]
+    emotions = labels.emotions.loc[ids, list(EMOTIONS)]
+    metrics: dict[str, Any] = {"mid2e": {}, "a2mid2e": {}}
+    linear: dict[str, Any] = {"mid2e": {}, "a2mid2e": {}, "emotions": list(EMOTIONS),
+                              "midlevel_features": list(MIDLEVEL_FEATURES)}
+    for seed in ctx.seeds:
+        split = run_split(ctx, seed, ids)
+        fit_ids, test_ids = list(split.train) + list(split.validation), list(split.test)
+        y_fit, y_test = emotions.loc[fit_ids].to_numpy(), emotions.loc[test_ids].to_numpy()
+        key = f"seed_{seed}"
+        for name, x in (("mid2e", lambda s: annotated.loc[s].to_numpy()),
+                        ("a2mid2e", lambda s: np.stack([mid_pred[i] for i in s]))):
+            weight, bias = fit_linear(x(fit_ids), y_fit)
+            prediction = x(test_ids) @ weight.T + bias
+            metrics[name][key] = _scores(EMOTIONS, y_test, prediction)
+            linear[name][key] = {"weight": weight.round(6).tolist(), "bias": bias.round(6).tolist(),
+                                 "test_ids": test_ids}
+            if name == "a2mid2e" and seed == ctx.seeds[0]:
+                _save_a2mid2e(ctx, a2mid, meta, weight, bias, seed, metrics[name][key],
+                              models_dir / "a2mid2e.pt")
+    write_json(models_dir / "linear.json", linear)
+    metrics["excluded_clips"] = len(decisions)
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+def _save_a2mid2e(ctx: Context, a2mid, meta: dict, weight: np.ndarray, bias: np.ndarray, seed: int,
+                  scores: dict, path: Path) -> None:
+    """A2Mid2E as one user-facing checkpoint: the A2Mid network plus the run's linear layer."""
+    from .models import build_model
+
+    model = build_model("a2mid2e", **meta["architecture"])
+    model.a2mid.load_state_dict(a2mid.state_dict())
+    model.set_linear(weight, bias)
+    save_checkpoint(path, model, kind="a2mid2e", config=ctx.config(), spectrogram=meta["spectrogram"],
+                    corpus=ctx.corpus, seed=seed, params_digest=params_hash(ctx.params),
+                    test_pearson={k: v for k, v in scores.items() if v is not None})
+
+
+def train_emotion_runs(ctx: Context, kind: str, models_dir: Path, metrics_path: Path, plots_dir: Path) -> dict:
+    """The ``train_a2e`` (kind ``a2e``) and ``train_joint`` (kind ``joint``) stages."""
+    labels, models_dir = ctx.labels, Path(models_dir)
+    if kind == "joint" and labels.soundtracks_midlevel is None:
+        return write_not_run(models_dir, metrics_path, "train_joint",
+                             "No mid-level annotations for the Soundtracks clips: the Joint model is "
+                             "supervised on both mid-level features and emotions.")
+    decisions: list[str] = []
+    ids = emotion_clip_ids(ctx, decisions)
+    store = ctx.stores["soundtracks"]
+    emotions = labels.emotions.loc[ids, list(EMOTIONS)]
+    if kind == "joint":
+        targets_all = np.hstack([labels.soundtracks_midlevel.loc[ids, list(MIDLEVEL_FEATURES)].to_numpy(),
+                                 emotions.to_numpy()])
+        names = MIDLEVEL_FEATURES + EMOTIONS
+        config = ctx.config(midlevel_loss_weight=ctx.params["train_joint"]["midlevel_loss_weight"])
+    else:
+        targets_all, names, config = emotions.to_numpy(), EMOTIONS, ctx.config()
+    row = {i: k for k, i in enumerate(ids)}
+    metrics: dict[str, Any] = {kind: {}}
+    for seed in ctx.seeds:
+        split = run_split(ctx, seed, ids)
+        targets = {part: targets_all[[row[i] for i in getattr(split, part)]]
+                   for part in ("train", "validation", "test")}
+        _, result = _train_and_test(ctx, kind, store, (split.train, split.validation, split.test), targets,
+                                    seed=seed, name=f"{kind}_seed_{seed}", models_dir=models_dir,
+                                    plots_dir=plots_dir, config=config, names=names)
+        scores = result.pop("test")
+        if kind == "joint":
+            mid = {n: scores[n] for n in MIDLEVEL_FEATURES}
+            emo = {n: scores[n] for n in EMOTIONS}
+            mid["mean"] = _round(np.nanmean([v for v in mid.values() if v is not None] or [np.nan]))
+            emo["mean"] = _round(np.nanmean([v for v in emo.values() if v is not None] or [np.nan]))
+            result.update(emotions=emo, midlevel=mid)
+        else:
+            result.update(emotions=scores)
+        metrics[kind][f"seed_{seed}"] = result
+    metrics["excluded_clips"] = len(decisions)
+    write_json(metrics_path, metrics)
+    return metrics

@@ -1,0 +1,363 @@
+"""Training loop, prediction over windows, and checkpoints.
+
+The loop is the paper's (Section 5): Adam, learning rate 0.0005, batch 8, MSE loss (the Joint
+model: mid-level MSE + emotion MSE), one random crop of each clip per epoch, early stopping on
+the validation set's mean Pearson r with a patience, keeping the best epoch's weights.
+
+Evaluation predicts every window of a clip (crop length, hop ``eval_hop_seconds``) and
+averages the predictions, so the score uses the whole clip rather than one arbitrary crop.
+Clips shorter than a crop are loop-padded (repeated), as the authors' code did.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import datetime as _dt
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .corpus import EMOTIONS, MIDLEVEL_FEATURES
+from .evaluation import pearson
+from .models import build_model
+
+CHECKPOINT_FORMAT = "midlevel-emotion-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of one training run (all from params.yaml)."""
+
+    crop_seconds: float = 10.0
+    fps: float = 31.25
+    batch_size: int = 8
+    learning_rate: float = 0.0005
+    max_epochs: int = 199
+    patience: int = 50
+    eval_hop_seconds: float = 5.0
+    midlevel_loss_weight: float = 1.0  # Joint only: loss = weight * MSE(mid) + MSE(emotions)
+    last_kernel_size: int = 3
+    dropout: float = 0.3
+
+    @property
+    def crop_frames(self) -> int:
+        # 10 s at 31.25 fps = 312.5 -> 313, the paper's input length
+        return int(np.ceil(self.crop_seconds * self.fps))
+
+    @property
+    def hop_frames(self) -> int:
+        return max(1, int(round(self.eval_hop_seconds * self.fps)))
+
+
+# ---------------------------------------------------------------------------------------
+# Crops
+
+
+def crop(spectrogram: np.ndarray, n_frames: int, start: int = 0) -> np.ndarray:
+    """Frames ``start .. start + n_frames`` of a (frames, bins) spectrogram, loop-padded.
+
+    A clip shorter than ``n_frames`` is repeated end to start until long enough (what the
+    authors did for short clips), so every crop has exactly ``n_frames`` frames.
+    """
+    length = spectrogram.shape[0]
+    if length == 0:
+        raise ValueError("cannot crop an empty spectrogram")
+    if start + n_frames <= length:
+        return spectrogram[start:start + n_frames]
+    index = (start + np.arange(n_frames)) % length
+    return spectrogram[index]
+
+
+def window_starts(length: int, n_frames: int, hop_frames: int) -> np.ndarray:
+    """Start frames of the evaluation windows; the last window ends at the clip's end."""
+    if length <= n_frames:
+        return np.zeros(1, dtype=int)
+    starts = np.arange(0, length - n_frames + 1, hop_frames)
+    if starts[-1] != length - n_frames:
+        starts = np.append(starts, length - n_frames)
+    return starts
+
+
+# ---------------------------------------------------------------------------------------
+# Data
+
+
+@dataclass
+class ClipSet:
+    """Spectrograms of some clips and their targets.
+
+    ``spectrograms[i]`` is a (frames, 149) array (usually a memory-mapped view) and
+    ``targets[i]`` its target vector: 7 mid-level values, 8 emotions, or both concatenated
+    (mid-level first) for the Joint model.
+    """
+
+    ids: list[str]
+    spectrograms: list[np.ndarray]
+    targets: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not (len(self.ids) == len(self.spectrograms) == len(self.targets)):
+            raise ValueError("ids, spectrograms and targets differ in length")
+        if not np.isfinite(self.targets).all():
+            raise ValueError("targets contain NaN or infinite values")
+
+
+def _normalise(batch: np.ndarray, mean: float, std: float) -> torch.Tensor:
+    return torch.from_numpy(((batch - mean) / std).astype(np.float32)).unsqueeze(1)
+
+
+def _outputs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """All outputs as one tensor (Joint/A2Mid2E: mid-level then emotions)."""
+    out = model(x)
+    return torch.cat(out, dim=1) if isinstance(out, tuple) else out
+
+
+def predict(model: torch.nn.Module, spectrograms: list[np.ndarray], *, mean: float, std: float,
+            crop_frames: int, hop_frames: int, batch_size: int = 32,
+            device: str | torch.device = "cpu") -> np.ndarray:
+    """Predict each clip as the mean of its windows' predictions.
+
+    Returns
+    -------
+    np.ndarray
+        (n_clips, n_outputs); for two-output models mid-level columns come first.
+    """
+    model.eval()
+    windows, owner = [], []
+    for i, spec in enumerate(spectrograms):
+        for start in window_starts(spec.shape[0], crop_frames, hop_frames):
+            windows.append((i, int(start)))
+    results: list[np.ndarray] = []
+    with torch.no_grad():
+        for b in range(0, len(windows), batch_size):
+            chunk = windows[b:b + batch_size]
+            batch = np.stack([crop(spectrograms[i], crop_frames, s) for i, s in chunk])
+            results.append(_outputs(model, _normalise(batch, mean, std).to(device)).cpu().numpy())
+            owner.extend(i for i, _ in chunk)
+    flat = np.concatenate(results)
+    owner_arr = np.asarray(owner)
+    return np.stack([flat[owner_arr == i].mean(axis=0) for i in range(len(spectrograms))])
+
+
+def _loss(kind: str, prediction: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    if kind == "joint":
+        n_mid = len(MIDLEVEL_FEATURES)
+        return (config.midlevel_loss_weight * F.mse_loss(prediction[:, :n_mid], target[:, :n_mid])
+                + F.mse_loss(prediction[:, n_mid:], target[:, n_mid:]))
+    return F.mse_loss(prediction, target)
+
+
+def _mean_r(targets: np.ndarray, predictions: np.ndarray) -> float:
+    r = pearson(targets, predictions)
+    return float(np.nan_to_num(r, nan=0.0).mean())  # a constant output counts as r = 0 here
+
+
+def seed_everything(seed: int) -> None:
+    """Seed torch (CPU and CUDA) so a fixed seed on CPU reproduces a run exactly."""
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped_early: bool
+
+
+def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float, std: float,
+          config: TrainConfig, seed: int, device: torch.device | None = None,
+          description: str = "train", progress: bool = True) -> TrainResult:
+    """Train one model from scratch and return it with the best validation epoch's weights.
+
+    Parameters
+    ----------
+    kind : {"a2e", "a2mid", "joint"}
+        Which network (see :func:`midlevel_emotion.models.build_model`).
+    train_set, validation_set : ClipSet
+        Targets matching ``kind`` (Joint: 7 mid-level then 8 emotion columns).
+    mean, std : float
+        Spectrogram standardisation (dataset-wide scalars).
+    seed : int
+        Seeds the weights, the crops and the batch order.
+    """
+    device = device or default_device()
+    seed_everything(seed)
+    model = build_model(kind, last_kernel_size=config.last_kernel_size, dropout=config.dropout).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    rng = np.random.default_rng(seed)
+    n_frames = config.crop_frames
+    best_r, best_epoch, best_state = -np.inf, 0, copy.deepcopy(model.state_dict())
+    history: list[dict[str, float]] = []
+    bar = tqdm(range(1, config.max_epochs + 1), desc=description, unit="epoch", disable=not progress)
+    for epoch in bar:
+        model.train()
+        order = rng.permutation(len(train_set.ids))
+        losses = []
+        for b in range(0, len(order), config.batch_size):
+            index = order[b:b + config.batch_size]
+            if len(index) < 2:  # BatchNorm cannot train on a single example
+                continue
+            batch = np.stack([crop(train_set.spectrograms[i], n_frames,
+                                   int(rng.integers(0, max(1, train_set.spectrograms[i].shape[0] - n_frames + 1))))
+                              for i in index])
+            x = _normalise(batch, mean, std).to(device)
+            y = torch.from_numpy(train_set.targets[index].astype(np.float32)).to(device)
+            optimizer.zero_grad()
+            loss = _loss(kind, _outputs(model, x), y, config)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        val_pred = predict(model, validation_set.spectrograms, mean=mean, std=std, crop_frames=n_frames,
+                           hop_frames=config.hop_frames, device=device)
+        val_r = _mean_r(validation_set.targets, val_pred)
+        val_loss = float(np.mean((val_pred - validation_set.targets) ** 2))
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
+                        "val_mean_r": val_r})
+        if val_r > best_r:
+            best_r, best_epoch, best_state = val_r, epoch, copy.deepcopy(model.state_dict())
+        bar.set_postfix(loss=f"{history[-1]['train_loss']:.4f}", val_r=f"{val_r:.3f}", best=best_epoch)
+        if epoch - best_epoch >= config.patience:
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(model, history, best_epoch, stopped_early=len(history) < config.max_epochs)
+
+
+# ---------------------------------------------------------------------------------------
+# Files
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text via a temporary file and rename, so no half-written file looks complete."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_history(path: Path, history: list[dict[str, float]]) -> None:
+    """Per-epoch training log as TSV (a DVC plot)."""
+    if not history:
+        raise ValueError(f"{path}: empty training history")
+    fields = list(history[0])
+    lines = ["\t".join(fields)] + ["\t".join(f"{row[f]:.6g}" for f in fields) for row in history]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def params_hash(params: dict) -> str:
+    """Short hash of the params a model depends on (recorded in its checkpoint)."""
+    blob = json.dumps({k: v for k, v in params.items() if not k.startswith("_")}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def save_checkpoint(path: Path, model: torch.nn.Module, *, kind: str, config: TrainConfig,
+                    spectrogram: dict[str, Any], corpus: str, seed: int, params_digest: str,
+                    test_pearson: dict[str, float] | None = None, extra: dict | None = None) -> None:
+    """Save a model with everything needed to use it outside the pipeline.
+
+    The file is a ``torch.save`` dict:
+
+    - ``format``/``version``: ``"midlevel-emotion-checkpoint"``, 1;
+    - ``kind``: a2e | a2mid | a2mid2e | joint; ``architecture``: last_kernel_size, dropout;
+    - ``midlevel_features``, ``emotions``: output names in order;
+    - ``spectrogram``: sample_rate, frame_size, fps, bands_per_octave, fmin, fmax, mean, std;
+    - ``input``: crop_seconds, crop_frames (the window the model hears), eval_hop_seconds;
+    - ``corpus``: ``synthetic`` or the real source; ``trained_at`` (UTC ISO date), ``seed``,
+      ``params_hash``; ``test_pearson``: target -> r on the held-out test split;
+    - ``state_dict``: the weights (on CPU).
+    """
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "kind": kind,
+        "architecture": {"last_kernel_size": config.last_kernel_size, "dropout": config.dropout},
+        "midlevel_features": list(MIDLEVEL_FEATURES),
+        "emotions": list(EMOTIONS),
+        "spectrogram": dict(spectrogram),
+        "input": {"crop_seconds": config.crop_seconds, "crop_frames": config.crop_frames,
+                  "eval_hop_seconds": config.eval_hop_seconds},
+        "train_config": asdict(config),
+        "corpus": corpus,
+        "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "params_hash": params_digest,
+        "test_pearson": test_pearson or {},
+        "extra": extra or {},
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing or not usable; the message names the file and the reason."""
+
+
+def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        In eval mode, on ``device``.
+    meta : dict
+        The checkpoint without its weights.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a midlevel-emotion checkpoint")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported "
+                              f"(this midlevel-emotion reads version {CHECKPOINT_VERSION})")
+    if (tuple(payload["midlevel_features"]) != MIDLEVEL_FEATURES or tuple(payload["emotions"]) != EMOTIONS):
+        raise CheckpointError(f"{path}: feature or emotion order differs from this version's")
+    model = build_model(payload["kind"], **payload["architecture"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the {payload['kind']} network "
+                              f"({str(err).splitlines()[0]})") from None
+    meta = {k: v for k, v in payload.items() if k != "state_dict"}
+    return model.to(device).eval(), meta
