@@ -1,0 +1,117 @@
+"""Training loop, crops, checkpoints and the protocol's splits."""
+
+import numpy as np
+import pytest
+import torch
+
+from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES, artist_disjoint_split, holdout, random_split
+from midlevel_emotion.evaluation import fit_linear, pearson
+from midlevel_emotion.training import (CheckpointError, ClipSet, TrainConfig, crop, load_checkpoint, predict,
+                                       save_checkpoint, train, window_starts)
+
+import pandas as pd
+
+
+def test_crop_loop_pads_short_clips_and_windows_cover_the_clip():
+    spec = np.arange(10 * 2, dtype=np.float32).reshape(10, 2)
+    assert np.array_equal(crop(spec, 4, 3), spec[3:7])
+    padded = crop(spec, 25, 0)
+    assert padded.shape == (25, 2) and np.array_equal(padded[10:20], spec) and np.array_equal(padded[20:], spec[:5])
+    assert list(window_starts(100, 30, 30)) == [0, 30, 60, 70]
+    assert list(window_starts(20, 30, 10)) == [0]
+
+
+def test_pearson_matches_numpy_and_flags_constant_columns():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(50, 3)), rng.normal(size=(50, 3))
+    b[:, 0] += a[:, 0]
+    r = pearson(a, b)
+    assert r[0] == pytest.approx(np.corrcoef(a[:, 0], b[:, 0])[0, 1])
+    b[:, 2] = 1.0
+    assert np.isnan(pearson(a, b)[2])
+
+
+def test_fit_linear_recovers_a_planted_map():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(size=(200, 7))
+    w, bias = rng.normal(size=(8, 7)), rng.normal(size=8)
+    weight, b = fit_linear(x, x @ w.T + bias)
+    assert np.allclose(weight, w) and np.allclose(b, bias)
+
+
+def test_splits_are_disjoint_deterministic_and_artist_disjoint():
+    ids = [f"{i:03d}" for i in range(1, 101)]
+    split = random_split(ids, seed=3, test_fraction=0.2, validation_fraction=0.15)
+    parts = [set(split.train), set(split.validation), set(split.test)]
+    assert len(split.test) == 20 and len(split.validation) == 12 and len(split.train) == 68
+    assert set().union(*parts) == set(ids) and sum(map(len, parts)) == 100
+    assert split == random_split(ids, seed=3, test_fraction=0.2, validation_fraction=0.15)
+    assert split.test != random_split(ids, seed=4, test_fraction=0.2, validation_fraction=0.15).test
+    meta = pd.DataFrame({"artist": ["A", "A", "B", "C", "C", "D", "E", "F", "F", "G"] * 1},
+                        index=[str(i) for i in range(10)])
+    train_ids, test_ids = artist_disjoint_split(meta, list(meta.index), test_fraction=0.3, seed=0)
+    assert len(test_ids) == 3
+    assert not set(meta.loc[train_ids, "artist"]) & set(meta.loc[test_ids, "artist"])
+    with pytest.raises(ValueError, match="too few"):
+        holdout(["1", "2"], fraction=0.5, seed=0)
+
+
+def toy_clip_set(n=12, frames=80, seed=0, kind="a2mid"):
+    """Spectrogram level encodes the target, so a model can learn it in a few steps."""
+    rng = np.random.default_rng(seed)
+    n_out = {"a2mid": 7, "a2e": 8, "joint": 15}[kind]
+    targets = rng.uniform(size=(n, n_out)).astype(np.float32)
+    specs = [rng.normal(size=(frames + 7 * i, 149)).astype(np.float32) + targets[i, 0] for i in range(n)]
+    return ClipSet([str(i) for i in range(n)], specs, targets)
+
+
+SMALL = TrainConfig(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=2, patience=5, batch_size=4)
+
+
+def test_fixed_seed_on_cpu_gives_identical_runs():
+    torch.set_num_threads(1)
+    results = [train("joint", toy_clip_set(kind="joint"), toy_clip_set(6, seed=1, kind="joint"), mean=0.0, std=1.0,
+                     config=SMALL, seed=7, progress=False) for _ in range(2)]
+    assert results[0].history == results[1].history
+    for p, q in zip(results[0].model.parameters(), results[1].model.parameters()):
+        assert torch.equal(p, q)
+    other = train("joint", toy_clip_set(kind="joint"), toy_clip_set(6, seed=1, kind="joint"), mean=0.0, std=1.0,
+                  config=SMALL, seed=8, progress=False)
+    assert other.history != results[0].history
+
+
+def test_early_stopping_keeps_best_epoch():
+    config = TrainConfig(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=6, patience=1, batch_size=4)
+    result = train("a2mid", toy_clip_set(), toy_clip_set(6, seed=1), mean=0.0, std=1.0, config=config, seed=0,
+                   progress=False)
+    rs = [h["val_mean_r"] for h in result.history]
+    assert result.best_epoch == int(np.argmax(rs)) + 1
+    assert len(result.history) <= result.best_epoch + 1  # stopped one epoch after no improvement
+
+
+def test_checkpoint_round_trip_and_errors(tmp_path):
+    result = train("joint", toy_clip_set(kind="joint"), toy_clip_set(6, seed=1, kind="joint"), mean=0.5, std=2.0,
+                   config=SMALL, seed=0, progress=False)
+    path = tmp_path / "joint.pt"
+    spec = {"sample_rate": 22050, "fps": 31.25, "mean": 0.5, "std": 2.0}
+    save_checkpoint(path, result.model, kind="joint", config=SMALL, spectrogram=spec, corpus="synthetic",
+                    seed=0, params_digest="abc", test_pearson={"valence": 0.5})
+    model, meta = load_checkpoint(path)
+    assert meta["kind"] == "joint" and meta["corpus"] == "synthetic" and meta["input"]["crop_frames"] == 32
+    assert meta["midlevel_features"] == list(MIDLEVEL_FEATURES) and meta["emotions"] == list(EMOTIONS)
+    clips = toy_clip_set(3, seed=5, kind="joint").spectrograms
+    kwargs = dict(mean=0.5, std=2.0, crop_frames=32, hop_frames=32)
+    assert np.allclose(predict(model, clips, **kwargs), predict(result.model, clips, **kwargs), atol=1e-6)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"format": "midlevel-emotion-checkpoint", "version": 99}, tmp_path / "new.pt")
+    with pytest.raises(CheckpointError, match="version 99 is not supported"):
+        load_checkpoint(tmp_path / "new.pt")
+
+
+def test_clip_set_rejects_nan_targets():
+    with pytest.raises(ValueError, match="NaN"):
+        ClipSet(["a"], [np.zeros((10, 149))], np.array([[np.nan]]))
