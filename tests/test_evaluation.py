@@ -1,0 +1,341 @@
+"""The `evaluate` stage: Tables 2 and 3, CoE with paired tests, truth check, report."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.evaluation import (EvaluationError, collect_runs, evaluate, list_paths, min_wilcoxon_p,
+                                         paired_tests, read_truth_weights, weights_vs_truth)
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "reference" / "paper.json"
+SEEDS = [0, 1, 2, 3, 4]
+OFFSETS = np.array([-0.02, -0.01, 0.0, 0.01, 0.02])  # per-seed shift: valence 0.69 ... 0.73
+
+
+def _scores(names, row):
+    d = {n: round(float(v), 4) for n, v in zip(names, row)}
+    d["mean"] = round(float(np.mean(row)), 4)
+    return d
+
+
+def designed_values():
+    """Per-seed test r (5 seeds x 8 emotions) with known means.
+
+    A2E: 0.71 + 0.01*j + seed offset (valence runs 0.69..0.73, mean 0.71).
+    A2Mid2E: A2E - 0.05 - a seed-varying 0.00..0.02 (A2E clearly and consistently better).
+    Joint: A2E minus a difference that changes sign across seeds (no clear cost).
+    Mid2E: 0.80 flat plus a seed-varying term.
+    """
+    j = np.arange(len(EMOTIONS))
+    a2e = 0.71 + 0.01 * j[None, :] + OFFSETS[:, None]
+    a2mid2e = a2e - 0.05 - np.array([0.0, 0.02, 0.01, 0.015, 0.005])[:, None]
+    joint = a2e - np.array([0.01, -0.02, 0.015, -0.005, 0.002])[:, None]
+    mid2e = 0.80 + np.array([0.01, 0.0, -0.01, 0.02, -0.02])[:, None] + 0 * j[None, :]
+    joint_mid = 0.50 + 0.02 * np.arange(7)[None, :] + OFFSETS[:, None]
+    return {"a2e": a2e, "a2mid2e": a2mid2e, "joint": joint, "mid2e": mid2e, "joint_mid": joint_mid}
+
+
+def clip_ids(seed):
+    return [f"{seed * 10 + k:03d}" for k in range(4)]
+
+
+def write_fixture(tmp_path, values=None, seeds=SEEDS, joint_seeds=None, truth=None):
+    """Metrics and models exactly as protocol.py writes them, for ``seeds``."""
+    v = values or designed_values()
+    metrics, models = tmp_path / "metrics", tmp_path / "models"
+    (metrics).mkdir(parents=True, exist_ok=True)
+    (models / "mid2e").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "raw").mkdir(exist_ok=True)
+
+    def run(i, emo, mid=None):
+        r = {"best_epoch": 3, "epochs": 5, "n_train": 60, "n_validation": 10, "n_test": 4,
+             "emotions": _scores(EMOTIONS, emo)}
+        if mid is not None:
+            r["midlevel"] = _scores(MIDLEVEL_FEATURES, mid)
+        return r
+
+    (metrics / "a2e.json").write_text(json.dumps(
+        {"a2e": {f"seed_{s}": run(i, v["a2e"][i]) for i, s in enumerate(seeds)}, "excluded_clips": 0}))
+    js = joint_seeds if joint_seeds is not None else seeds
+    (metrics / "joint.json").write_text(json.dumps(
+        {"joint": {f"seed_{s}": run(i, v["joint"][i], v["joint_mid"][i]) for i, s in enumerate(js)},
+         "excluded_clips": 0}))
+    (metrics / "mid2e.json").write_text(json.dumps(
+        {"mid2e": {f"seed_{s}": _scores(EMOTIONS, v["mid2e"][i]) for i, s in enumerate(seeds)},
+         "a2mid2e": {f"seed_{s}": _scores(EMOTIONS, v["a2mid2e"][i]) for i, s in enumerate(seeds)},
+         "excluded_clips": 0}))
+    plus = 0.6 + 0.01 * np.arange(7)
+    (metrics / "a2mid.json").write_text(json.dumps(
+        {"a2mid_plus": {"test": _scores(MIDLEVEL_FEATURES, plus), "best_epoch": 4, "epochs": 9},
+         "a2mid": {"test": _scores(MIDLEVEL_FEATURES, plus - 0.1), "best_epoch": 2, "epochs": 7},
+         "a2mid_for_a2mid2e": {"test": None, "best_epoch": 3, "epochs": 8, "n_soundtracks_clips_seen": 0},
+         "excluded_clips": 0}))
+    w = np.asarray(truth if truth is not None else np.zeros((8, 7)))
+    linear = {"mid2e": {}, "a2mid2e": {}, "emotions": list(EMOTIONS), "midlevel_features": list(MIDLEVEL_FEATURES)}
+    for s in seeds:
+        linear["mid2e"][f"seed_{s}"] = {"weight": w.tolist(), "bias": [0.0] * 8, "test_ids": clip_ids(s)}
+        linear["a2mid2e"][f"seed_{s}"] = {"weight": (-w).tolist(), "bias": [0.0] * 8, "test_ids": clip_ids(s)}
+    (models / "mid2e" / "linear.json").write_text(json.dumps(linear))
+    return metrics, models, tmp_path / "raw"
+
+
+def params(source="synthetic", seeds=SEEDS):
+    return {"data": {"source": source}, "runs": {"seeds": list(seeds)}}
+
+
+def run_eval(tmp_path, **kwargs):
+    metrics, models, raw = write_fixture(tmp_path, **kwargs)
+    return evaluate(metrics, models, raw, REFERENCE, params())
+
+
+def table_row(report, label):
+    """Cells of the Markdown table row whose first cell is ``label``."""
+    for line in report.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == label:
+            return cells[1:]
+    raise AssertionError(f"no row {label!r} in report")
+
+
+def save_joint(path, weight, seed, ids):
+    import torch
+
+    from midlevel_emotion.models import build_model
+    from midlevel_emotion.training import TrainConfig, save_checkpoint
+
+    model = build_model("joint")
+    with torch.no_grad():
+        model.emotion_layer.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
+    save_checkpoint(path, model, kind="joint", config=TrainConfig(), spectrogram={"mean": 0.0, "std": 1.0},
+                    corpus="synthetic", seed=seed, params_digest="x", extra={"test_ids": ids})
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def test_table2_means_and_stds(tmp_path):
+    v = designed_values()
+    t2 = run_eval(tmp_path)["metrics"]["table2"]
+    assert t2["a2e"]["valence"]["mean"] == pytest.approx(0.71, abs=1e-4)
+    assert t2["a2e"]["valence"]["std"] == pytest.approx(np.std([0.69, 0.70, 0.71, 0.72, 0.73], ddof=1), abs=1e-4)
+    for model in ("a2e", "a2mid2e", "joint", "mid2e"):
+        for j, e in enumerate(EMOTIONS):
+            assert t2[model][e]["mean"] == pytest.approx(v[model][:, j].mean(), abs=1e-4)
+            assert t2[model][e]["std"] == pytest.approx(v[model][:, j].std(ddof=1), abs=1e-4)
+        avg = v[model].mean(axis=1)
+        assert t2[model]["average"]["mean"] == pytest.approx(avg.mean(), abs=1e-4)
+        assert t2[model]["average"]["std"] == pytest.approx(avg.std(ddof=1), abs=1e-4)
+        assert t2[model]["n_runs"] == 5
+
+
+def test_coe_values_and_p_values_equal_scipy(tmp_path):
+    v = designed_values()
+    result = run_eval(tmp_path)
+    t2 = result["metrics"]["table2"]
+    assert result["metrics"]["n_runs"] == 5
+    for key, model in (("coe_a2mid2e", "a2mid2e"), ("coe_joint", "joint")):
+        for j, e in enumerate(EMOTIONS):
+            a, b = v["a2e"][:, j].round(4), v[model][:, j].round(4)  # the JSON holds 4 decimals
+            cell = t2[key][e]
+            assert cell["mean"] == pytest.approx((a - b).mean(), abs=1e-4)
+            assert cell["std"] == pytest.approx((a - b).std(ddof=1), abs=1e-4)
+            assert cell["n_runs"] == 5
+            assert cell["p_ttest"] == pytest.approx(stats.ttest_rel(a, b).pvalue, rel=1e-3)
+            assert cell["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, b).pvalue, rel=1e-3)
+    # A2E is better than A2Mid2E in every run: the t-test finds it; the exact Wilcoxon test
+    # with 5 pairs can go no lower than 2/2^5.
+    coe = t2["coe_a2mid2e"]
+    assert coe["average"]["mean"] == pytest.approx(0.06, abs=1e-3)
+    assert all(coe[e]["p_ttest"] < 0.05 for e in EMOTIONS + ("average",))
+    assert coe["valence"]["p_wilcoxon"] == pytest.approx(min_wilcoxon_p(5)) == pytest.approx(0.0625)
+    # Joint's difference flips sign across runs: nothing significant
+    assert t2["coe_joint"]["average"]["p_ttest"] > 0.05
+
+
+def test_paired_tests_unrounded_and_edge_cases():
+    rng = np.random.default_rng(3)
+    a = rng.uniform(0.6, 0.8, size=10)
+    b = a - 0.03 + rng.normal(0, 0.01, size=10)
+    out = paired_tests(a, b)
+    assert out["p_ttest"] == stats.ttest_rel(a, b).pvalue
+    assert out["p_wilcoxon"] == stats.wilcoxon(a, b).pvalue
+    assert out["p_ttest"] < 0.05 and out["p_wilcoxon"] < 0.05 and out["n_runs"] == 10
+    # too few runs, all zero, constant difference, NaN runs dropped: no crash, null + reason
+    one = paired_tests(np.array([0.7]), np.array([0.6]))
+    assert one["p_ttest"] is None and one["p_wilcoxon"] is None and "at least 2" in one["ttest_reason"]
+    assert one["mean"] == pytest.approx(0.1) and one["std"] is None
+    zero = paired_tests(a, a.copy())
+    assert zero["p_ttest"] is None and "zero" in zero["wilcoxon_reason"] and zero["mean"] == 0
+    const = paired_tests(a, a - 0.05)
+    assert const["p_ttest"] is None and "zero variance" in const["ttest_reason"]
+    assert const["p_wilcoxon"] == pytest.approx(stats.wilcoxon(a, a - 0.05).pvalue)
+    with_nan = paired_tests(np.r_[a, np.nan], np.r_[b, 0.5])
+    assert with_nan["n_runs"] == 10 and with_nan["p_ttest"] == pytest.approx(out["p_ttest"])
+
+
+def test_table3(tmp_path):
+    v = designed_values()
+    t3 = run_eval(tmp_path)["metrics"]["table3"]
+    assert t3["a2mid_plus"]["melodiousness"] == pytest.approx(0.60)
+    assert t3["a2mid_plus"]["minorness"] == pytest.approx(0.66)
+    assert t3["a2mid"]["articulation"] == pytest.approx(0.51)
+    assert t3["a2mid_plus"]["average"] == pytest.approx(0.63)
+    for j, f in enumerate(MIDLEVEL_FEATURES):
+        assert t3["joint"][f]["mean"] == pytest.approx(v["joint_mid"][:, j].mean(), abs=1e-4)
+        assert t3["joint"][f]["std"] == pytest.approx(v["joint_mid"][:, j].std(ddof=1), abs=1e-4)
+    assert t3["joint"]["n_runs"] == 5
+
+
+def test_report_shows_paper_beside_ours_with_difference(tmp_path):
+    result = run_eval(tmp_path)
+    report = result["report"]
+    assert table_row(report, "**A2E**, ours")[0] == "0.71 ± 0.02"
+    assert table_row(report, "A2E, paper")[0] == "0.81"
+    assert table_row(report, "A2E, Δ")[0] == "-0.10"
+    assert table_row(report, "A2E, Δ")[3] == "-0.08"  # anger: ours 0.74, paper 0.82
+    # avg: ours 0.745 (0.71 + 0.035) vs the paper's 0.76
+    assert table_row(report, "A2E, paper")[8] == "0.76"
+    assert float(table_row(report, "A2E, Δ")[8]) == pytest.approx(-0.015, abs=0.006)
+    assert table_row(report, "A2Mid2E, paper")[3] == "0.72"  # anger
+    assert table_row(report, "Mid2E (Aljanaki), paper")[0] == "0.88"
+    assert table_row(report, "CoE A2Mid2E-Joint, paper")[0] == "-0.02"
+    assert table_row(report, "CoE A2Mid2E, paper")[3] == "0.10"
+    assert table_row(report, "CoE A2Mid2E, p (t-test)")[0] != "–"
+    # Table 3: melodiousness ours 0.60 (A2Mid+), paper 0.70, difference -0.10
+    mel = table_row(report, "melodiousness")
+    assert mel[:4] == ["0.70", "0.60", "0.70", "-0.10"]
+    # the later re-run
+    later = table_row(report, "A2E")
+    assert later[1] == "0.73 ± 0.02" and float(later[2]) == pytest.approx(0.745 - 0.73, abs=0.006)
+    assert "SYNTHETIC CORPUS" in report and "NOT" in report and "**5**" in report
+    assert "**synthetic**" in report
+
+
+def test_report_on_real_corpus_has_no_synthetic_warning(tmp_path):
+    metrics, models, raw = write_fixture(tmp_path)
+    result = evaluate(metrics, models, raw, REFERENCE, params(source="download"))
+    assert "SYNTHETIC" not in result["report"] and not result["synthetic"]
+    assert "explanation_truth" not in result["metrics"]
+
+
+def test_seed_mismatch_raises_naming_files(tmp_path):
+    with pytest.raises(EvaluationError, match=r"paired.*mid2e\.json.*seeds \[0, 1, 2, 3, 4\].*joint\.json.*seeds \[0, 1, 2, 3\]"):
+        run_eval(tmp_path, joint_seeds=[0, 1, 2, 3])
+
+
+def test_seed_mismatch_with_params_raises(tmp_path):
+    metrics, models, raw = write_fixture(tmp_path)
+    with pytest.raises(EvaluationError, match="runs.seeds"):
+        evaluate(metrics, models, raw, REFERENCE, params(seeds=[0, 1, 2]))
+
+
+def test_test_id_mismatch_raises_naming_files(tmp_path):
+    metrics, models, raw = write_fixture(tmp_path)
+    save_joint(models / "joint" / "joint_seed_2.pt", np.zeros((8, 7)), 2, clip_ids(2))
+    evaluate(metrics, models, raw, REFERENCE, params())  # same clips: fine
+    save_joint(models / "joint" / "joint_seed_2.pt", np.zeros((8, 7)), 2, clip_ids(3))
+    with pytest.raises(EvaluationError, match=r"seed 2: .*linear\.json.*joint_seed_2\.pt"):
+        evaluate(metrics, models, raw, REFERENCE, params())
+
+
+def test_not_run_stages_are_reported_not_crashed_on(tmp_path):
+    metrics, models, raw = write_fixture(tmp_path)
+    reason = "No mid-level annotations for the Soundtracks clips: the Joint model is supervised on both."
+    for name in ("joint.json", "mid2e.json", "a2mid.json"):
+        (metrics / name).write_text(json.dumps({"status": "not run", "reason": reason}))
+    result = evaluate(metrics, models, raw, REFERENCE, params(source="local"))
+    m = result["metrics"]
+    assert set(m["table2"]) == {"a2e"} and m["table3"] == {} and m["n_runs"] == 5
+    assert set(result["not_run"]) == {"joint", "joint_midlevel", "mid2e", "a2mid2e", "a2mid_plus", "a2mid"}
+    assert table_row(result["report"], "A2Mid2E-Joint")[0] == f"not run: {reason}"
+    assert table_row(result["report"], "CoE A2Mid2E")[0] == f"not run: {reason}"
+    assert "A2Mid+: not run: " + reason in result["report"]
+    assert table_row(result["report"], "**A2E**, ours")[0] == "0.71 ± 0.02"
+
+
+def test_weights_vs_truth():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=(8, 7))
+    same = weights_vs_truth(truth, truth)
+    assert same["weight_correlation"] == pytest.approx(1.0) and same["sign_agreement"] == 1.0
+    scaled = weights_vs_truth(truth, 3 * truth)
+    assert scaled["weight_correlation"] == pytest.approx(1.0) and scaled["sign_agreement"] == 1.0
+    neg = weights_vs_truth(truth, -truth)
+    assert neg["weight_correlation"] == pytest.approx(-1.0) and neg["sign_agreement"] == 0.0
+    noisy = weights_vs_truth(truth, -truth + rng.normal(0, 0.05, size=truth.shape))
+    assert noisy["weight_correlation"] < -0.99
+    with pytest.raises(ValueError, match="shape"):
+        weights_vs_truth(truth, truth.T)
+
+
+@pytest.mark.parametrize("layout", ["rows", "features_x_emotions", "named"])
+def test_read_truth_weights_layouts(tmp_path, layout):
+    truth = np.random.default_rng(1).normal(size=(8, 7)).round(4)
+    value = {"rows": truth.tolist(), "features_x_emotions": truth.T.tolist(),
+             "named": {e: {f: truth[i, j] for j, f in enumerate(MIDLEVEL_FEATURES)} for i, e in enumerate(EMOTIONS)}}
+    path = tmp_path / "synthetic_truth.json"
+    path.write_text(json.dumps({"seed": 1, "emotions": list(EMOTIONS), "midlevel_features": list(MIDLEVEL_FEATURES),
+                                "emotion_weights": value[layout], "bias": [0.0] * 8}))
+    assert np.allclose(read_truth_weights(path), truth)
+
+
+def test_explanations_scored_against_planted_weights(tmp_path):
+    truth = np.random.default_rng(2).normal(0, 0.3, size=(8, 7))
+    metrics, models, raw = write_fixture(tmp_path, truth=truth)  # Mid2E = truth, A2Mid2E = -truth
+    (raw / "synthetic_truth.json").write_text(json.dumps({"emotion_weights": truth.tolist()}))
+    for s in SEEDS:
+        save_joint(models / "joint" / f"joint_seed_{s}.pt", 2 * truth + (0.01 * s), s, clip_ids(s))
+    m = evaluate(metrics, models, raw, REFERENCE, params())["metrics"]["explanation_truth"]
+    assert m["mid2e"]["weight_correlation"]["mean"] == pytest.approx(1.0)
+    assert m["mid2e"]["sign_agreement"]["mean"] == 1.0 and m["mid2e"]["n_runs"] == 5
+    assert m["a2mid2e"]["weight_correlation"]["mean"] == pytest.approx(-1.0)
+    assert m["a2mid2e"]["sign_agreement"]["mean"] == 0.0
+    assert m["joint"]["weight_correlation"]["mean"] > 0.99 and m["joint"]["n_runs"] == 5
+    assert m["joint"]["weight_correlation"]["std"] is not None
+
+
+def test_metrics_have_no_lists_and_stage_script_writes_outputs(tmp_path):
+    truth = np.random.default_rng(2).normal(size=(8, 7))
+    metrics, models, raw = write_fixture(tmp_path, truth=truth)
+    (raw / "synthetic_truth.json").write_text(json.dumps({"emotion_weights": truth.tolist()}))
+    (tmp_path / "params.yaml").write_text("data:\n  source: synthetic\nruns:\n  seeds: [0, 1, 2, 3, 4]\n")
+    out, report = tmp_path / "metrics" / "evaluate.json", tmp_path / "reports" / "evaluation.md"
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--metrics-dir", str(metrics),
+                           "--models", str(models), "--raw", str(raw), "--reference", str(REFERENCE),
+                           "--out-metrics", str(out), "--report", str(report),
+                           "--params", str(tmp_path / "params.yaml")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    written = json.loads(out.read_text())
+    assert list_paths(written) == []
+    assert written["table2"]["coe_joint"]["average"]["p_ttest"] is not None
+    assert written["table3"]["a2mid_plus"]["melodiousness"] == pytest.approx(0.6)
+    assert written["explanation_truth"]["mid2e"]["weight_correlation"]["mean"] == pytest.approx(1.0)
+    assert "joint" not in written["explanation_truth"]  # no checkpoints: reported, not scored
+    assert "## Table 2" in report.read_text()
+    # an inconsistent input is a clear error, not a traceback
+    (metrics / "joint.json").write_text(json.dumps({"joint": {"seed_9": {"emotions": {}}}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--metrics-dir", str(metrics),
+                           "--models", str(models), "--raw", str(raw), "--out-metrics", str(out),
+                           "--report", str(report), "--reference", str(REFERENCE),
+                           "--params", str(tmp_path / "params.yaml")], capture_output=True, text=True)
+    assert proc.returncode == 1 and "evaluate: error:" in proc.stderr and "joint.json" in proc.stderr
+
+
+def test_reads_the_truth_file_synthetic_writes(tmp_path):
+    """The real ``synthetic_truth.json`` layout: the paper-scale map under ``paper_scale.weights``."""
+    synthetic = pytest.importorskip("midlevel_emotion.synthetic")
+    if not all(hasattr(synthetic, n) for n in ("_truth", "draw_labels", "planted_map_paper_scale")):
+        pytest.skip("midlevel_emotion.synthetic has no _truth/draw_labels/planted_map_paper_scale")
+    labels = synthetic.draw_labels(7, n_clips=20, n_soundtracks=10)
+    truth = synthetic._truth(labels, n_soundtracks=10, duration_seconds=15.0, sample_rate=44100)
+    path = tmp_path / "synthetic_truth.json"
+    path.write_text(json.dumps(truth))
+    expected, _ = synthetic.planted_map_paper_scale()
+    assert np.allclose(read_truth_weights(path), expected)
