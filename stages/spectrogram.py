@@ -1,0 +1,43 @@
+"""DVC stage `spectrogram`: log-filtered spectrograms, one memory-mappable store per dataset.
+
+    python stages/spectrogram.py --resampled data/resampled --out data/spectrograms --params params.yaml
+"""
+
+import argparse
+import sys
+
+from midlevel_emotion.features import build_spectrogram_stores
+from midlevel_emotion.params import load_params, section
+
+SPECTROGRAM_KEYS = ("frame_size", "fps", "bands_per_octave", "fmin", "fmax")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resampled", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    try:
+        stats = build_spectrogram_stores(
+            args.resampled,
+            args.out,
+            jobs=section(params, "spectrogram.jobs"),
+            sample_rate=section(params, "resample.sample_rate"),
+            **{key: section(params, f"spectrogram.{key}") for key in SPECTROGRAM_KEYS},
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    summary = "; ".join(
+        f"{name} {s['n_clips']} clips, {s['n_frames']} frames x {s['n_bins']} bins "
+        f"(mean {s['mean']:.4f}, std {s['std']:.4f})"
+        for name, s in stats.items()
+    )
+    print(f"spectrogram: {summary} -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
