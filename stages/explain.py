@@ -1,0 +1,44 @@
+"""DVC stage `explain`: Figures 3-5, Table 4 and their plot data (paper Section 7).
+
+    python stages/explain.py --raw data/raw --spectrograms data/spectrograms --models models --plots plots --reports reports --params params.yaml
+"""
+
+import argparse
+import sys
+
+from midlevel_emotion.corpus import CorpusError
+from midlevel_emotion.explanation import explain_stage
+from midlevel_emotion.features import InvalidStoreError
+from midlevel_emotion.params import ParamsError, load_params
+from midlevel_emotion.training import CheckpointError
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raw", default="data/raw")
+    parser.add_argument("--spectrograms", default="data/spectrograms")
+    parser.add_argument("--models", default="models")
+    parser.add_argument("--plots", default="plots")
+    parser.add_argument("--reports", default="reports")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    try:
+        summary = explain_stage(args.raw, args.spectrograms, args.models, args.plots, args.reports,
+                                load_params(args.params))
+    except (CheckpointError, CorpusError, InvalidStoreError, ParamsError, FileNotFoundError, ValueError) as err:
+        print(f"explain: error: {err}", file=sys.stderr)
+        return 1
+    reasons: dict[str, list[str]] = {}
+    for name, reason in summary["not_run"].items():
+        reasons.setdefault(reason, []).append(name)
+    for reason, names in reasons.items():
+        print(f"explain: not made ({', '.join(names)}): {reason} A placeholder stating this was written instead.")
+    if summary["pair"]:
+        pair = summary["pair"]
+        print(f"explain: song pair #{pair['a']} / #{pair['b']} (rule {pair['rule']}) -> {args.reports}/song_pair.md")
+    print(f"explain: wrote {', '.join(summary['written']) or 'no figures'} under {args.plots} and {args.reports}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

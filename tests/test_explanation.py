@@ -1,0 +1,364 @@
+"""Song-level explanations, the Section 7.2 pair selection, figures and the explain stage."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from midlevel_emotion import explanation as ex
+from midlevel_emotion import figures
+from midlevel_emotion.audio import AudioError
+from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.features import spectrogram_params, write_spectrogram_store
+from midlevel_emotion.models import build_model
+from midlevel_emotion.training import CheckpointError, ClipSet, TrainConfig, predict, save_checkpoint, train
+
+CONFIG = TrainConfig(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=1, patience=5, batch_size=4)
+FPS = 31.25
+CROP = 32  # ceil(1.0 s * 31.25 fps)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def random_clips(kind, n=8, seed=0):
+    rng = np.random.default_rng(seed)
+    n_out = {"joint": 15, "a2e": 8}[kind]
+    return ClipSet([str(i) for i in range(n)], [rng.normal(size=(40 + i, 149)).astype(np.float32) for i in range(n)],
+                   rng.uniform(size=(n, n_out)).astype(np.float32))
+
+
+def make_checkpoint(path, kind="joint", corpus="synthetic", extra=None, trained=True, config=CONFIG):
+    """A checkpoint as the pipeline writes it: trained 1 epoch on random data, or untrained (faster)."""
+    if trained:
+        model = train(kind, random_clips(kind), random_clips(kind, 4, seed=1), mean=0.0, std=1.0, config=config,
+                      seed=0, progress=False).model
+    else:
+        torch.manual_seed(0)
+        model = build_model(kind).eval()
+    spectrogram = {**spectrogram_params(), "mean": 0.5, "std": 0.3}
+    save_checkpoint(path, model, kind=kind, config=config, spectrogram=spectrogram, corpus=corpus, seed=0,
+                    params_digest="abc123", test_pearson={"valence": 0.4}, extra=extra)
+    return path
+
+
+@pytest.fixture(scope="module")
+def joint_checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("models") / "joint_seed_0.pt")
+
+
+@pytest.fixture(scope="module")
+def model(joint_checkpoint):
+    return ex.load_model(joint_checkpoint)
+
+
+def tone(seconds, rate=44100, channels=2, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    left = 0.4 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 0.5 * t)) + 0.05 * rng.normal(size=t.size)
+    right = 0.3 * np.sin(2 * np.pi * 330 * t + 1.0) + 0.05 * rng.normal(size=t.size)
+    return np.stack([left, right], axis=1)[:, :channels].astype(np.float32)
+
+
+def expected_windows(seconds, hop_frames):
+    frames = math.ceil(seconds * 22050 / (22050 / FPS))
+    if frames <= CROP:
+        return 1
+    full = (frames - CROP) // hop_frames + 1
+    return full + (1 if (frames - CROP) % hop_frames else 0)
+
+
+def test_effects_are_weights_times_values():
+    rng = np.random.default_rng(0)
+    weight, bias, mid = rng.normal(size=(8, 7)), rng.normal(size=8), rng.uniform(size=(5, 7))
+    out = ex.effects(weight, bias, mid)
+    assert out.shape == (5, 8, 7)
+    assert out[3, 2, 4] == pytest.approx(weight[2, 4] * mid[3, 4])
+    assert np.allclose(out.sum(-1) + bias, mid @ weight.T + bias)
+    assert ex.effects(weight, bias, mid[0]).shape == (8, 7)
+    with pytest.raises(ValueError, match=r"\(8, 7\)"):
+        ex.effects(weight.T, bias, mid)
+
+
+def test_explain_a_stereo_file_sums_to_the_predictions(tmp_path, joint_checkpoint):
+    path = tmp_path / "song.wav"
+    sf.write(path, tone(25.0), 44100)
+    result = ex.explain(path, joint_checkpoint)
+    assert result.source == str(path) and result.duration_seconds == pytest.approx(25.0, abs=1e-3)
+    assert not result.padded
+    for emotion in EMOTIONS:
+        assert sum(result.effects[emotion].values()) + result.bias[emotion] == pytest.approx(
+            result.emotions[emotion], abs=1e-5)
+    n = expected_windows(25.0, CROP // 2)
+    assert n == 48
+    assert result.midlevel_curve.shape == (n, 7) and result.emotion_curve.shape == (n, 8)
+    assert result.times.shape == (n,) and result.times[0] == 0.0
+    assert result.hop_seconds == pytest.approx(16 / FPS) and result.window_seconds == pytest.approx(CROP / FPS)
+    assert np.allclose(result.midlevel_curve.mean(0), [result.midlevel[f] for f in MIDLEVEL_FEATURES])
+    assert np.allclose(result.emotion_curve.mean(0), [result.emotions[e] for e in EMOTIONS], atol=1e-6)
+    assert result.warning == ex.SYNTHETIC_WARNING
+    assert result.checkpoint["kind"] == "joint" and result.checkpoint["params_hash"] == "abc123"
+    assert result.checkpoint["test_pearson"] == {"valence": 0.4}
+    blob = json.loads(json.dumps(result.to_dict()))
+    assert len(blob["midlevel_curve"]) == n and blob["effects"]["tension"].keys() == set(MIDLEVEL_FEATURES)
+
+    # the song-level values are what the pipeline's own scoring (training.predict) gives
+    spec = ex.log_filtered_spectrogram(ex.audio.load(path))
+    scored = predict(ex.load_model(joint_checkpoint)[0], [spec], mean=0.5, std=0.3, crop_frames=CROP, hop_frames=16)[0]
+    assert np.allclose(scored[:7], [result.midlevel[f] for f in MIDLEVEL_FEATURES], atol=1e-5)
+    assert np.allclose(scored[7:], [result.emotions[e] for e in EMOTIONS], atol=1e-5)
+
+    # a custom hop; and the network's own emotion output agrees with the explanation
+    coarse = ex.explain(path, ex.load_model(joint_checkpoint), hop_seconds=1.0)
+    assert len(coarse.times) == expected_windows(25.0, 31)
+    net, _ = ex.load_model(joint_checkpoint)
+    first = ex.log_filtered_spectrogram(ex.audio.load(path))[:CROP]
+    with torch.no_grad():
+        _, emo = net(torch.from_numpy((first - 0.5) / 0.3).float()[None, None])
+    assert np.allclose(emo.numpy()[0], coarse.emotion_curve[0], atol=1e-5)
+
+
+def test_fused_inference_network_matches_the_model(model):
+    net, _ = model
+    fused = ex._fused_midlevel_network(net)
+    assert fused is not None
+    x = torch.randn(3, 1, CROP + 5, 149)
+    with torch.no_grad():
+        assert torch.allclose(fused(x.contiguous(memory_format=torch.channels_last)), net(x)[0], atol=1e-4)
+    assert isinstance(net.trunk.features[1], torch.nn.BatchNorm2d)  # the model itself is left as it was
+
+
+def test_short_file_is_loop_padded(tmp_path, model):
+    path = tmp_path / "short.wav"
+    sf.write(path, tone(0.6, channels=1), 44100)  # 19 frames < 32
+    result = ex.explain(path, model)
+    assert result.padded and len(result.times) == 1
+    four = tmp_path / "four.wav"
+    sf.write(four, tone(4.0, rate=22050), 22050)
+    result = ex.explain(four, model)
+    assert not result.padded and len(result.times) == expected_windows(4.0, 16)
+
+
+def test_padded_when_shorter_than_the_window(tmp_path):
+    # the brief's case: a 4 s file against a 10 s window (paper setting)
+    path = make_checkpoint(tmp_path / "ten.pt", corpus="soundtracks", trained=False,
+                           config=TrainConfig(crop_seconds=10.0))
+    song = tmp_path / "four.wav"
+    sf.write(song, tone(4.0), 44100)
+    result = ex.explain(song, path)
+    assert result.padded and len(result.times) == 1 and result.window_seconds == pytest.approx(313 / FPS)
+    assert result.warning is None
+
+
+def test_signal_input_matches_the_file(tmp_path, model):
+    signal = tone(6.0, rate=44100, channels=1)[:, 0]
+    path = tmp_path / "mono.wav"
+    sf.write(path, signal, 44100, subtype="FLOAT")
+    from_signal = ex.explain(signal, model, sample_rate=44100)
+    from_file = ex.explain(path, model)
+    assert from_signal.source == "<signal>"
+    assert np.allclose(from_signal.midlevel_curve, from_file.midlevel_curve, atol=1e-4)
+    with pytest.raises(ValueError, match="sample_rate"):
+        ex.explain(signal, model)
+    with pytest.raises(AudioError, match="<signal>: silent"):
+        ex.explain(np.zeros(44100, dtype=np.float32), model, sample_rate=44100)
+    with pytest.raises(AudioError, match="missing.wav: file not found"):
+        ex.explain(tmp_path / "missing.wav", model)
+
+
+def test_a2e_and_missing_checkpoints_are_rejected(tmp_path):
+    path = make_checkpoint(tmp_path / "a2e_seed_0.pt", kind="a2e", trained=False)
+    with pytest.raises(CheckpointError, match=r"a2e_seed_0.pt: a a2e model has no mid-level bottleneck"):
+        ex.load_model(path)
+    with pytest.raises(CheckpointError, match="nothing.pt: checkpoint not found"):
+        ex.explain(tmp_path / "x.wav", tmp_path / "nothing.pt")
+
+
+def make_explanation(mid, name, weight, bias):
+    eff = ex.effects(weight, bias, mid)
+    emo = mid @ weight.T + bias
+    return ex.Explanation(
+        source=name, duration_seconds=10.0, padded=False, window_seconds=10.0, hop_seconds=5.0,
+        times=np.zeros(1), midlevel=dict(zip(MIDLEVEL_FEATURES, mid)), emotions=dict(zip(EMOTIONS, emo)),
+        effects={e: dict(zip(MIDLEVEL_FEATURES, eff[i])) for i, e in enumerate(EMOTIONS)},
+        bias=dict(zip(EMOTIONS, bias)), midlevel_curve=mid[None], emotion_curve=emo[None],
+        checkpoint={"path": "m.pt", "params_hash": "h", "trained_at": "t"})
+
+
+def test_compare_ranks_the_largest_effect_difference_first():
+    weight = np.full((8, 7), 0.1)
+    weight[:, 4] = -0.5  # dissonance pulls every emotion down strongly
+    bias = np.linspace(0, 0.7, 8)
+    mid_a = np.full(7, 0.5)
+    mid_b = mid_a.copy()
+    mid_b[4] = 0.1   # effect difference on dissonance: -0.5 * 0.4 = -0.2
+    mid_b[1] = 0.9   # articulation: 0.1 * -0.4 = -0.04
+    result = ex.compare(make_explanation(mid_a, "a.mp3", weight, bias), make_explanation(mid_b, "b.mp3", weight, bias))
+    assert result["same_model"] and result["a"]["source"] == "a.mp3"
+    tension = result["emotions"]["tension"]
+    assert [f["feature"] for f in tension["features"][:2]] == ["dissonance", "articulation"]
+    assert tension["features"][0]["difference"] == pytest.approx(-0.2)
+    assert tension["difference"] == pytest.approx(sum(f["difference"] for f in tension["features"])
+                                                  + tension["bias_difference"])
+    json.dumps(result)
+
+
+def test_pair_selection_follows_the_words_or_the_formula():
+    # four songs: 0 and 1 feel alike but differ in mid-level (the words' pair);
+    # 0 and 3 differ in both (the literal formula's pair)
+    emotions = np.array([[0.0, 0.0], [0.1, 0.0], [0.5, 0.0], [1.0, 0.0]])
+    midlevel = np.array([[0.0, 0.0], [0.9, 0.0], [0.5, 0.0], [1.0, 0.0]])
+    d_e, d_mid = ex.scaled_distances(emotions), ex.scaled_distances(midlevel)
+    upper = d_e[np.triu_indices(4, 1)]
+    assert upper.min() == pytest.approx(0.0) and upper.max() == pytest.approx(1.0) and np.all(np.diag(d_e) == 0)
+    i, j, score = ex.select_pair(d_e, d_mid, "words")
+    assert (i, j) == (0, 1) and score == pytest.approx(d_mid[0, 1] - d_e[0, 1])
+    i, j, score = ex.select_pair(d_e, d_mid, "formula")
+    assert (i, j) == (0, 3) and score == pytest.approx(d_e[0, 3] - (1 - d_mid[0, 3]))
+    with pytest.raises(ValueError, match="words"):
+        ex.select_pair(d_e, d_mid, "sideways")
+
+
+def test_correlation_matrix_matches_numpy():
+    rng = np.random.default_rng(3)
+    mid, emo = rng.normal(size=(30, 7)), rng.normal(size=(30, 8))
+    r = ex.correlation_matrix(mid, emo)
+    assert r.shape == (7, 8) and r[2, 5] == pytest.approx(np.corrcoef(mid[:, 2], emo[:, 5])[0, 1])
+
+
+def is_png(path):
+    return path.is_file() and path.stat().st_size > 1000 and path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_figures_write_pngs(tmp_path):
+    rng = np.random.default_rng(0)
+    eff = rng.normal(size=(20, 8, 7)) * 0.1
+    figures.effects_figure(eff, tmp_path / "effects.png", example_a=2, example_b=5, label_a="#1", label_b="#2")
+    figures.heatmap_figure(rng.uniform(-1, 1, size=(7, 8)), tmp_path / "heat.png", title="t", colorbar_label="r")
+    figures.song_pair_effects_figure(eff[2], eff[5], tmp_path / "pair.png", predicted_a=rng.uniform(size=8),
+                                     predicted_b=rng.uniform(size=8))
+    figures.not_run_figure(tmp_path / "none.png", "Figure 3 not available", "no model")
+    for name in ("effects.png", "heat.png", "pair.png", "none.png"):
+        assert is_png(tmp_path / name), name
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_dvc_plot_templates_and_offline_html_template():
+    for name in ("effects.json", "heatmap.json", "song_pair.json"):
+        text = (REPO / "reports/vega" / name).read_text()
+        spec = json.loads(text)
+        assert spec["data"] == {"values": "<DVC_METRIC_DATA>"} and "<DVC_METRIC_Y>" in text, name
+    html = (REPO / "reports/plots_template.html").read_text(encoding="utf-8")
+    assert html.count("{plot_divs}") == 1 and "{scripts}" not in html  # no placeholder: DVC adds no CDN tags
+    assert "<script src=" not in html and "vegaEmbed=" in html and len(html.encode()) < 2_000_000
+
+
+# ---------------------------------------------------------------------------------------
+# The explain stage on a tiny pipeline world
+
+N_SONGS = 12
+
+
+def write_raw(raw, rng, with_midlevel=True):
+    numbers = [f"{n:03d}" for n in range(1, N_SONGS + 1)]
+    ratings = rng.uniform(1, 9, size=(N_SONGS, 8))
+    lines = ["number," + ",".join(EMOTIONS) + ",TARGET"]
+    lines += [f"{n}," + ",".join(f"{v:.2f}" for v in row) + ",HAPPY" for n, row in zip(numbers, ratings)]
+    (raw / "soundtracks/audio").mkdir(parents=True)
+    (raw / "soundtracks/mean_ratings_set1.csv").write_text("\n".join(lines) + "\n")
+    if with_midlevel:
+        header = "song_id,melody,articulation,rhythm_complexity,rhythm_stability,dissonance,tonal_stability,minorness"
+        rows = [f"{100 + k}," + ",".join(f"{v:.2f}" for v in rng.uniform(1, 10, size=7)) for k in range(N_SONGS)]
+        meta = ["song id;Source;ID at file source;Artist;Title;Album name"]
+        meta += [f"{100 + k};soundtracks;{k + 1};Artist {k};Title {k};OST" for k in range(N_SONGS)]
+        (raw / "midlevel/metadata_annotations").mkdir(parents=True)
+        (raw / "midlevel/audio").mkdir()
+        (raw / "midlevel/metadata_annotations/annotations.csv").write_text("\n".join([header] + rows) + "\n")
+        (raw / "midlevel/metadata_annotations/metadata.csv").write_text("\n".join(meta) + "\n")
+    return numbers
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    rng = np.random.default_rng(7)
+    numbers = write_raw(root / "raw", rng)
+    signals = root / "signals"
+    signals.mkdir()
+    for k, number in enumerate(numbers):
+        np.save(signals / f"{number}.npy", tone(2.0 + 0.1 * k, rate=22050, channels=1, seed=k)[:, 0])
+    write_spectrogram_store({n: signals / f"{n}.npy" for n in numbers}, root / "spectrograms/soundtracks", jobs=1,
+                            progress=False)
+    make_checkpoint(root / "models/joint/joint_seed_0.pt", corpus="synthetic", extra={"test_ids": numbers[:8]},
+                    trained=False)
+    return root
+
+
+def run_stage(world, tmp_path, rule="words", models=None):
+    params = {"runs": {"seeds": [0, 1]}, "explain": {"pair_selection": rule}}
+    return ex.explain_stage(world / "raw", world / "spectrograms", models or world / "models", tmp_path / "plots",
+                            tmp_path / "reports", params, log=lambda *a: None)
+
+
+def test_stage_writes_figures_tables_and_data(world, tmp_path):
+    summary = run_stage(world, tmp_path)
+    assert not summary["not_run"]
+    plots = tmp_path / "plots"
+    for name in ("effects.png", "correlation_heatmap.png", "joint_weights.png", "song_pair_effects.png"):
+        assert is_png(plots / name), name
+    effects = pd.read_csv(plots / "effects.csv", dtype={"song": str})
+    assert len(effects) == 8 * 8 * 7 and list(effects.columns) == ["song", "emotion", "feature", "effect", "example"]
+    pair = summary["pair"]
+    assert set(effects.loc[effects["example"].notna(), "song"]) == {pair["a"], pair["b"]}
+    weights = pd.read_csv(plots / "joint_weights.csv")
+    assert len(weights) == 56 and list(weights.columns) == ["feature", "emotion", "weight"]
+    corr = pd.read_csv(plots / "correlation.csv")
+    assert len(corr) == 56 and corr["r"].between(-1, 1).all()
+    table = pd.read_csv(plots / "song_pair.csv")
+    assert list(table["emotion"]) == list(EMOTIONS)
+    assert list(table.columns) == ["emotion", "predicted_a", "predicted_b", "annotated_a", "annotated_b"]
+    report = (tmp_path / "reports/song_pair.md").read_text()
+    assert f"#{pair['a']}" in report and "`words`" in report and report.count("\n|") == 10
+    # the data CSV is consistent with the model's weights and its predictions of the pair
+    model, _ = ex.load_model(world / "models/joint/joint_seed_0.pt")
+    weight, bias = ex.emotion_layer(model)
+    song = effects[effects["song"] == pair["a"]]
+    for emotion in ("valence", "tender"):
+        total = song.loc[song["emotion"] == emotion, "effect"].sum() + bias[EMOTIONS.index(emotion)]
+        assert total == pytest.approx(table.loc[table["emotion"] == emotion, "predicted_a"].item(), abs=1e-4)
+    formula = run_stage(world, tmp_path / "formula", rule="formula")
+    assert formula["pair"]["rule"] == "formula"
+    assert formula["pair"]["score"] == pytest.approx(formula["pair"]["d_emotion"] + formula["pair"]["d_midlevel"] - 1)
+
+
+def test_stage_without_joint_model_writes_what_it_can(world, tmp_path):
+    models = tmp_path / "models"
+    (models / "joint").mkdir(parents=True)
+    (models / "joint/NOT_RUN.md").write_text("# train_joint was not run\n\nNo mid-level annotations.\n")
+    summary = run_stage(world, tmp_path, models=models)
+    assert "correlation_heatmap.png" not in summary["not_run"] and "effects.png" in summary["not_run"]
+    assert "No mid-level annotations" in summary["not_run"]["effects.png"]
+    for name in ex.PLOT_OUTPUTS:
+        assert (tmp_path / "plots" / name).is_file(), name
+    assert pd.read_csv(tmp_path / "plots/effects.csv").empty
+    assert "not run" in (tmp_path / "reports/song_pair.md").read_text()
+    with pytest.raises(CheckpointError, match="joint_seed_0.pt: checkpoint not found"):
+        run_stage(world, tmp_path, models=tmp_path / "empty_models")
+
+
+def test_stage_without_midlevel_annotations(tmp_path):
+    write_raw(tmp_path / "raw", np.random.default_rng(0), with_midlevel=False)
+    models = tmp_path / "models"
+    (models / "joint").mkdir(parents=True)
+    (models / "joint/NOT_RUN.md").write_text("# train_joint was not run\n\nNo annotations.\n")
+    params = {"runs": {"seeds": [0]}, "explain": {"pair_selection": "words"}}
+    summary = ex.explain_stage(tmp_path / "raw", tmp_path / "spectrograms", models, tmp_path / "plots",
+                               tmp_path / "reports", params)
+    assert set(summary["not_run"]) == set(ex.PLOT_OUTPUTS) | {"song_pair.md"}
+    assert is_png(tmp_path / "plots/correlation_heatmap.png")
