@@ -1,0 +1,404 @@
+"""The ``midlevel-emotion`` command line: explain, batch CSV, compare, info, and bad input."""
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from midlevel_emotion import __version__, cli
+from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.features import spectrogram_params
+from midlevel_emotion.models import build_model
+from midlevel_emotion.training import ClipSet, TrainConfig, save_checkpoint, train
+
+SR = 44100
+CONFIG = TrainConfig(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=1, batch_size=4)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _clip_set(n, seed):
+    rng = np.random.default_rng(seed)
+    targets = rng.uniform(size=(n, 15)).astype(np.float32)
+    specs = [rng.normal(size=(40 + 5 * i, 149)).astype(np.float32) + targets[i, 0] for i in range(n)]
+    return ClipSet([str(i) for i in range(n)], specs, targets)
+
+
+def _save(path, model, kind, corpus="synthetic"):
+    spec = {**spectrogram_params(), "mean": 0.3, "std": 0.4}
+    save_checkpoint(path, model, kind=kind, config=CONFIG, spectrogram=spec, corpus=corpus, seed=0,
+                    params_digest="0123456789ab", test_pearson={**{f: 0.5 for f in MIDLEVEL_FEATURES},
+                                                                **{e: 0.25 for e in EMOTIONS}})
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """A tiny trained Joint checkpoint (1 s window), a real-corpus twin, and unusable ones."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("checkpoints")
+    result = train("joint", _clip_set(8, 0), _clip_set(4, 1), mean=0.3, std=0.4, config=CONFIG, seed=0,
+                   progress=False)
+    paths = {"joint": root / "joint.pt", "real": root / "joint_real.pt", "a2e": root / "a2e.pt",
+             "junk": root / "junk.pt"}
+    _save(paths["joint"], result.model, "joint")
+    _save(paths["real"], result.model, "joint", corpus="soundtracks")
+    _save(paths["a2e"], build_model("a2e").eval(), "a2e")
+    paths["junk"].write_bytes(b"this is not a checkpoint")
+    return paths
+
+
+def _chords(seconds, chords, stereo=True):
+    """A few seconds per chord of additive tones with a gentle envelope."""
+    t = np.arange(int(seconds * SR)) / SR
+    parts = np.array_split(t, len(chords))
+    out = []
+    for chord, part in zip(chords, parts):
+        local = part - part[0]
+        tone = sum(np.sin(2 * np.pi * f * local) for f in chord) / len(chord)
+        env = 0.6 + 0.4 * np.abs(np.sin(2 * np.pi * 2 * local))  # pulse at 4 Hz
+        out.append(0.5 * tone * env)
+    mono = np.concatenate(out).astype(np.float32)
+    return np.stack([mono, 0.8 * mono], axis=1) if stereo else mono
+
+
+C_MAJOR = (261.63, 329.63, 392.00)
+A_MINOR = (220.00, 261.63, 329.63)
+
+
+@pytest.fixture(scope="session")
+def audio(tmp_path_factory):
+    """Good and bad input files, each kind in its own path (and all of them in ``music/``)."""
+    root = tmp_path_factory.mktemp("audio")
+    music = root / "music"
+    music.mkdir()
+    files = {
+        "song_wav": music / "song.wav",
+        "song_mp3": music / "song.mp3",
+        "clip3": music / "clip3.flac",
+        "short": music / "short.wav",
+        "silent": music / "silent.wav",
+        "empty": music / "empty.wav",
+        "corrupt": music / "corrupt.mp3",
+        "text": music / "notes.txt",
+    }
+    song = _chords(20.0, [C_MAJOR, A_MINOR])
+    sf.write(files["song_wav"], song, SR)
+    sf.write(files["song_mp3"], song, SR)
+    sf.write(files["clip3"], _chords(3.0, [A_MINOR, C_MAJOR], stereo=False), SR)
+    sf.write(files["short"], _chords(0.5, [C_MAJOR]), SR)  # shorter than the 1 s window
+    sf.write(files["silent"], np.zeros((2 * SR, 2), dtype=np.float32), SR)
+    files["empty"].write_bytes(b"")
+    files["corrupt"].write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    files["text"].write_text("not audio at all\n" * 20)
+    good = root / "good"
+    good.mkdir()
+    shutil.copy(files["song_wav"], good / "b_song.wav")
+    shutil.copy(files["clip3"], good / "a_clip.flac")
+    files["good_dir"] = good
+    files["music"] = music
+    return files
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def err_lines(err):
+    return [line for line in err.splitlines() if line.strip()]
+
+
+# ---------------------------------------------------------------------------------------
+# explain, one file
+
+
+def test_explain_table_lists_every_feature_and_emotion_with_the_synthetic_warning(capsys, checkpoints, audio):
+    code, out, err = run(capsys, "explain", audio["song_wav"], "--checkpoint", checkpoints["joint"])
+    assert code == 0, err
+    for name in (*MIDLEVEL_FEATURES, *EMOTIONS, "bias", "prediction"):
+        assert name in out
+    header = next(line for line in out.splitlines() if line.startswith("feature"))
+    assert header.split() == ["feature", "value", *EMOTIONS]
+    # rows are aligned: every row of the effects table ends where the header ends
+    table = out.split(header)[1].split("\n\n")[0].splitlines()
+    assert all(len(line) == len(header) for line in table[1:] if line.strip())
+    assert "song.wav" in out and "windows" in out  # 20 s -> a song-level mean over windows
+    warnings = [line for line in err_lines(err) if "synthetic" in line]
+    assert len(warnings) == 1 and warnings[0].startswith("warning:")
+
+
+def test_explain_without_synthetic_corpus_has_no_warning(capsys, checkpoints, audio):
+    code, out, err = run(capsys, "explain", audio["clip3"], "-c", checkpoints["real"])
+    assert code == 0 and "synthetic" not in err and "warning" not in err
+    code, out, _ = run(capsys, "explain", audio["clip3"], "-c", checkpoints["real"], "--json")
+    assert json.loads(out)["warning"] is None
+
+
+def test_explain_json_effects_plus_bias_equal_the_prediction(capsys, checkpoints, audio):
+    code, out, err = run(capsys, "explain", audio["song_mp3"], "-c", checkpoints["joint"], "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert list(data["midlevel"]) == list(MIDLEVEL_FEATURES) and list(data["emotions"]) == list(EMOTIONS)
+    for e in EMOTIONS:
+        total = sum(data["effects"][e][f] for f in MIDLEVEL_FEATURES) + data["bias"][e]
+        assert total == pytest.approx(data["emotions"][e], abs=1e-5)
+    assert "synthetic" in data["warning"]
+    assert "synthetic" not in err  # JSON mode: the warning is a field, stdout stays pure JSON
+    # a 20 s song heard through a 1 s window: a time curve, and its mean is the song-level value
+    curve = np.asarray(data["emotion_curve"])
+    assert curve.shape == (len(data["times"]), 8) and len(data["times"]) >= 10
+    assert np.allclose(curve.mean(axis=0), [data["emotions"][e] for e in EMOTIONS], atol=1e-5)
+    assert np.asarray(data["midlevel_curve"]).shape == (len(data["times"]), 7)
+
+
+def test_hop_sets_the_number_of_windows(capsys, checkpoints, audio):
+    def n_windows(hop):
+        code, out, _ = run(capsys, "explain", audio["song_wav"], "-c", checkpoints["joint"], "--json",
+                           "--hop", hop)
+        assert code == 0
+        return len(json.loads(out)["times"])
+
+    dense, sparse = n_windows(1), n_windows(5)
+    assert dense > sparse >= 4
+
+
+def test_plot_writes_a_bar_chart_for_one_window_and_curves_for_a_song(capsys, checkpoints, audio, tmp_path,
+                                                                      monkeypatch):
+    drawn = []
+    original = cli._plot
+    monkeypatch.setattr(cli, "_plot", lambda exp, out, warning: (drawn.append(len(exp.times)),
+                                                                 original(exp, out, warning)))
+    bars, curves = tmp_path / "bars.png", tmp_path / "sub" / "curves.png"
+    assert run(capsys, "explain", audio["short"], "-c", checkpoints["joint"], "--plot", bars)[0] == 0
+    assert run(capsys, "explain", audio["song_wav"], "-c", checkpoints["joint"], "--plot", curves)[0] == 0
+    for png in (bars, curves):
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 10_000
+    assert drawn[0] == 1 and drawn[1] > 1
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["bars.png", "curves.png"]
+
+
+def test_short_clip_is_padded_with_one_note(capsys, checkpoints, audio):
+    code, out, err = run(capsys, "explain", audio["short"], "-c", checkpoints["joint"])
+    assert code == 0
+    notes = [line for line in err_lines(err) if "shorter" in line]
+    assert len(notes) == 1 and "short.wav" in notes[0] and "window" in notes[0]
+    assert "prediction" in out
+
+
+# ---------------------------------------------------------------------------------------
+# batch
+
+
+def test_batch_csv_has_one_row_per_file_and_lists_failures(capsys, checkpoints, audio, tmp_path):
+    out_csv = tmp_path / "out" / "emotions.csv"
+    code, out, err = run(capsys, "explain", audio["music"], "--csv", out_csv, "-c", checkpoints["joint"])
+    assert code == 1
+    with out_csv.open() as handle:
+        rows = list(csv.DictReader(handle))
+    expected = sorted(p for p in audio["music"].iterdir() if p.suffix in (".mp3", ".wav", ".flac", ".ogg"))
+    assert [Path(r["file"]) for r in rows] == expected  # notes.txt is not an audio file: skipped
+    assert list(rows[0]) == ["file", "status", *MIDLEVEL_FEATURES, *EMOTIONS, "error"]
+    status = {Path(r["file"]).name: r for r in rows}
+    failed = {"silent.wav", "empty.wav", "corrupt.mp3"}
+    assert {n for n, r in status.items() if r["status"] == "failed"} == failed
+    assert "silent" in status["silent.wav"]["error"] and "empty" in status["empty.wav"]["error"]
+    assert "decode" in status["corrupt.mp3"]["error"]
+    for name, row in status.items():
+        if name not in failed:
+            assert row["error"] == "" and all(0 <= abs(float(row[e])) < 1e3 for e in EMOTIONS)
+    lines = err_lines(err)
+    tail = lines[lines.index(next(line for line in lines if "of 7 files failed" in line)):]
+    assert len(tail) == 4 and all(any(n in line for line in tail[1:]) for n in failed)
+    assert sum("synthetic" in line for line in lines) == 1
+    assert "Traceback" not in err and out == ""
+    assert [p.name for p in out_csv.parent.iterdir()] == ["emotions.csv"]  # no temporary file left
+
+
+def test_batch_all_good_exits_zero_and_explicit_files_keep_their_order(capsys, checkpoints, audio, tmp_path):
+    out_csv = tmp_path / "good.csv"
+    code, out, err = run(capsys, "explain", audio["good_dir"], "--csv", out_csv, "-c", checkpoints["joint"])
+    assert code == 0, err
+    names = [Path(r["file"]).name for r in csv.DictReader(out_csv.open())]
+    assert names == ["a_clip.flac", "b_song.wav"]
+    # several files without --csv: a summary table; an explicit non-audio file is a failed row
+    code, out, err = run(capsys, "explain", audio["song_wav"], audio["text"], "-c", checkpoints["joint"])
+    assert code == 1 and "song.wav" in out and "notes.txt" in err and "failed" in out
+    code, out, err = run(capsys, "explain", audio["clip3"], audio["short"], "--csv", "-",
+                         "-c", checkpoints["joint"])
+    assert code == 0 and len(list(csv.DictReader(out.splitlines()))) == 2
+
+
+def test_batch_json_lists_every_file(capsys, checkpoints, audio):
+    code, out, err = run(capsys, "explain", audio["clip3"], audio["empty"], "--json", "-c", checkpoints["joint"])
+    data = json.loads(out)
+    assert code == 1 and [f["status"] for f in data["files"]] == ["ok", "failed"]
+    assert "synthetic" in data["warning"] and data["files"][1]["error"]
+
+
+def test_batch_usage_errors(capsys, checkpoints, audio, tmp_path):
+    (tmp_path / "nothing").mkdir()
+    code, _, err = run(capsys, "explain", tmp_path / "nothing", "--csv", tmp_path / "x.csv",
+                       "-c", checkpoints["joint"])
+    assert code == 2 and len(err_lines(err)) == 1 and "nothing" in err
+    code, _, err = run(capsys, "explain", audio["song_wav"], tmp_path / "missing.mp3", "--csv",
+                       tmp_path / "x.csv", "-c", checkpoints["joint"])
+    assert code == 2 and len(err_lines(err)) == 1 and "missing.mp3" in err
+    assert not (tmp_path / "x.csv").exists()
+    code, _, err = run(capsys, "explain", audio["good_dir"], "--plot", tmp_path / "p.png",
+                       "-c", checkpoints["joint"])
+    assert code == 2 and "--plot" in err
+
+
+# ---------------------------------------------------------------------------------------
+# compare and info
+
+
+def test_compare_shows_both_profiles_and_drivers(capsys, checkpoints, audio):
+    code, out, err = run(capsys, "compare", audio["song_wav"], audio["clip3"], "-c", checkpoints["joint"])
+    assert code == 0, err
+    text = out
+    assert "song.wav" in out and "clip3.flac" in out and "main drivers of A - B" in out
+    for name in (*EMOTIONS, *MIDLEVEL_FEATURES):
+        assert name in out
+    assert sum("synthetic" in line for line in err_lines(err)) == 1
+    code, out, _ = run(capsys, "compare", audio["song_wav"], audio["clip3"], "-c", checkpoints["joint"], "--json")
+    data = json.loads(out)
+    assert code == 0 and {"a", "b", "comparison", "warning"} <= set(data)
+    for e in EMOTIONS:
+        entry = data["comparison"]["emotions"][e]
+        assert entry["a"] == pytest.approx(data["a"]["emotions"][e]) and entry["b"] == data["b"]["emotions"][e]
+        shares = sum(f["difference"] for f in entry["features"]) + entry["bias_difference"]
+        assert shares == pytest.approx(entry["difference"], abs=1e-5)
+        # the table row names the emotion's largest driver with its share
+        top = entry["features"][0]
+        row = next(line for line in text.splitlines() if line.startswith(e + " "))
+        assert f"{top['feature']} {cli._num(top['difference'], sign=True)}" in row
+        assert cli._num(entry['difference'], sign=True) in row
+
+
+def test_info_describes_the_checkpoint(capsys, checkpoints):
+    code, out, err = run(capsys, "info", checkpoints["joint"])
+    assert code == 0, err
+    for text in ("joint", "synthetic", "0123456789ab", "1.00 s", "32 frames", "valence", "minorness", "0.250"):
+        assert text in out
+    assert "synthetic" in err
+    code, out, _ = run(capsys, "info", checkpoints["a2e"], "--json")
+    data = json.loads(out)
+    assert data["kind"] == "a2e" and data["explainable"] is False and data["seed"] == 0
+    assert data["test_pearson"]["valence"] == 0.25 and "synthetic" in data["warning"]
+    assert data["input"]["crop_seconds"] == 1.0 and data["params_hash"] == "0123456789ab"
+
+
+# ---------------------------------------------------------------------------------------
+# bad input: one line, the right exit status, no traceback
+
+
+@pytest.mark.parametrize("key, code, reason", [
+    ("text", 2, "decode"),
+    ("corrupt", 2, "decode"),
+    ("empty", 2, "empty"),
+    ("silent", 2, "silent"),
+])
+def test_bad_audio_is_one_line_naming_the_file(capsys, checkpoints, audio, key, code, reason):
+    got, out, err = run(capsys, "explain", audio[key], "-c", checkpoints["joint"])
+    lines = err_lines(err)
+    assert got == code and out == ""
+    assert len(lines) == 1 and str(audio[key]) in lines[0] and reason in lines[0]
+    assert "Traceback" not in err
+
+
+def test_missing_input_and_directory_without_csv(capsys, checkpoints, audio, tmp_path):
+    got, out, err = run(capsys, "explain", tmp_path / "nope.mp3", "-c", checkpoints["joint"])
+    assert got == 2 and err_lines(err) == [f"midlevel-emotion: error: {tmp_path / 'nope.mp3'}: file not found"]
+    got, out, err = run(capsys, "compare", audio["song_wav"], tmp_path / "nope.mp3", "-c", checkpoints["joint"])
+    assert got == 2 and len(err_lines(err)) == 1 and "nope.mp3" in err
+
+
+@pytest.mark.parametrize("key, reason", [("missing", "not found"), ("junk", "not a readable checkpoint"),
+                                         ("a2e", "a2e")])
+def test_missing_or_incompatible_checkpoint(capsys, checkpoints, audio, tmp_path, key, reason):
+    path = checkpoints.get(key, tmp_path / "models" / "none.pt")
+    for argv in (["explain", audio["song_wav"], "-c", path], ["info", path]):
+        if key == "a2e" and argv[0] == "info":
+            continue  # info reads any checkpoint kind
+        got, out, err = run(capsys, *argv)
+        lines = err_lines(err)
+        assert got == 2 and out == "" and "Traceback" not in err
+        assert len(lines) == 1 and str(path) in lines[0] and reason in lines[0]
+
+
+def test_default_checkpoint_is_relative_to_the_current_directory(capsys, audio, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    got, _, err = run(capsys, "explain", audio["song_wav"])
+    assert got == 2 and "models/joint/joint_seed_0.pt" in err and len(err_lines(err)) == 1
+
+
+def test_model_error_is_exit_1_and_debug_shows_the_traceback(capsys, checkpoints, audio, monkeypatch):
+    import midlevel_emotion.explanation as explanation
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("shape mismatch in layer 3\nsecond line")
+
+    monkeypatch.setattr(explanation, "explain", broken)
+    got, out, err = run(capsys, "explain", audio["song_wav"], "-c", checkpoints["joint"])
+    lines = err_lines(err)
+    assert got == 1 and len(lines) == 1 and "song.wav" in lines[0] and "RuntimeError" in lines[0]
+    assert "Traceback" not in err
+    got, out, err = run(capsys, "explain", audio["song_wav"], "-c", checkpoints["joint"], "--debug")
+    assert got == 1 and "Traceback" in err and "shape mismatch" in err
+    monkeypatch.undo()
+    got, out, err = run(capsys, "--debug", "explain", audio["corrupt"], "-c", checkpoints["joint"])
+    assert got == 2 and "Traceback" in err and "AudioError" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["explain"],
+    ["explain", "x.wav", "--hop", "-1"],
+    ["explain", "x.wav", "--hop", "soon"],
+    ["explain", "x.wav", "--plot", "out.xyz"],
+    ["compare", "a.wav"],
+    ["frobnicate"],
+    [],
+])
+def test_usage_errors_exit_2(capsys, argv, audio):
+    argv = [str(audio["song_wav"]) if a == "x.wav" else a for a in argv]
+    got, out, err = run(capsys, *argv)
+    assert got == 2 and "Traceback" not in err and err.strip()
+
+
+# ---------------------------------------------------------------------------------------
+# the installed executable
+
+
+def _executable():
+    exe = Path(sys.executable).parent / "midlevel-emotion"
+    if not exe.exists():
+        exe = shutil.which("midlevel-emotion")
+    assert exe, "midlevel-emotion is not installed (pip install -e .)"
+    return str(exe)
+
+
+def test_installed_executable_version_and_help():
+    exe = _executable()
+    done = subprocess.run([str(exe), "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == f"midlevel-emotion {__version__}"
+    for command in ([], ["explain"], ["compare"], ["info"]):
+        done = subprocess.run([str(exe), *command, "--help"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "examples:" in done.stdout and "usage: midlevel-emotion" in done.stdout
+
+
+def test_installed_executable_corrupt_mp3_is_one_line_without_decoder_noise(checkpoints, audio):
+    """The mp3 decoder writes its own notes to file descriptor 2; the user still sees one line."""
+    done = subprocess.run([_executable(), "explain", str(audio["corrupt"]), "-c", str(checkpoints["joint"])],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines() == [f"midlevel-emotion: error: {audio['corrupt']}: "
+                                        + done.stderr.split(f"{audio['corrupt']}: ", 1)[1].strip()]
+    assert "decode" in done.stderr and "Traceback" not in done.stderr and "Error opening ''" not in done.stderr
