@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
@@ -91,7 +92,10 @@ def load(path: Path | str, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     try:
         data, orig_sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
-        reason = str(err).split("\n")[0].replace(str(path), "").strip(" :")
+        # libsndfile says "Error opening '<path>': <reason>"; keep only the reason
+        reason = re.sub(r"^Error opening .*?: ", "", str(err).split("\n")[0]).strip()
+        if "does not exist" in reason:  # libsndfile's words for a file it cannot identify
+            reason = "not a recognised audio format, or corrupt data"
         raise AudioError(path, f"cannot decode audio ({reason or type(err).__name__})") from None
     if data.shape[0] == 0:
         raise AudioError(path, "decoded to zero samples")

@@ -73,8 +73,7 @@ def _err(text: str) -> None:
 
 
 def _one_line(text: Any) -> str:
-    # libsndfile names the file in its message; audio.load removes the name and leaves "Error opening '': "
-    return " ".join(str(text).replace("Error opening '': ", "").split())
+    return " ".join(str(text).split())
 
 
 def _jsonable(value: Any) -> Any:

@@ -1,0 +1,116 @@
+"""End to end: the real DVC pipeline in a throwaway git repository, on a tiny synthetic corpus.
+
+This is the user's workflow: clone, `dvc repro`, commit, change a param, re-run, and compare
+with `dvc metrics diff` / `dvc params diff`. Also the Soundtracks-only profile.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+TINY = {
+    "synthetic": {"n_clips": 28, "n_soundtracks": 16, "duration_seconds": 6.0, "jobs": 2},
+    "train": {"crop_seconds": 1.0, "eval_hop_seconds": 1.0, "max_epochs": 2, "patience": 2},
+    "runs": {"seeds": [0, 1]},
+}
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *args], cwd)
+
+
+def deep_update(params: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            deep_update(params[key], value)
+        else:
+            params[key] = value
+    return params
+
+
+def make_project(tmp_path: Path, changes: dict) -> Path:
+    """Copy the project's files (as a fresh clone would have them) into a new git repo."""
+    repo = tmp_path / "project"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout.split()
+    for name in listed:
+        if name == "dvc.lock" or name.startswith(("data/", "metrics/", "plots/", "models/")):
+            continue  # outputs of the committed run: this repo makes its own
+        if not (ROOT / name).is_file():
+            continue
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, repo / name)
+    params_path = repo / "params.yaml"
+    params_path.write_text(yaml.safe_dump(deep_update(yaml.safe_load(params_path.read_text()), changes)))
+    run(["git", "init", "-q", "-b", "main"], repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny project"], repo)
+    return repo
+
+
+def test_repro_commit_change_param_and_diff(tmp_path):
+    repo = make_project(tmp_path, TINY)
+    dvc("repro", cwd=repo)
+    evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert evaluate["n_runs"] == 2
+    assert set(evaluate["table2"]) >= {"mid2e", "a2e", "a2mid2e", "joint", "coe_a2mid2e", "coe_joint"}
+    assert "a2mid_plus" in evaluate["table3"] and "joint" in evaluate["explanation_truth"]
+    for png in ("effects", "correlation_heatmap", "joint_weights", "song_pair_effects"):
+        assert (repo / f"plots/{png}.png").stat().st_size > 10_000
+    report = (repo / "reports/evaluation.md").read_text()
+    assert "synthetic" in report.lower() and "A2E" in report
+    assert dvc("status", cwd=repo).stdout.strip().endswith("up to date.")
+
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny run"], repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["train"]["learning_rate"] = 0.002
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    status = dvc("status", cwd=repo).stdout
+    assert "train_a2e" in status and "download" not in status  # only what depends on the change
+    dvc("repro", cwd=repo)
+
+    params_diff = json.loads(dvc("params", "diff", "--json", cwd=repo).stdout)
+    assert params_diff["params.yaml"] == {"train.learning_rate": {"old": 0.0005, "new": 0.002}}
+    metrics_diff = json.loads(dvc("metrics", "diff", "--json", cwd=repo).stdout)
+    changed = metrics_diff["metrics/a2e.json"]
+    key = "a2e.seed_0.emotions.valence"
+    assert key in changed and changed[key]["old"] != changed[key]["new"]
+    assert "table2.coe_joint.average.mean" in metrics_diff["metrics/evaluate.json"]
+
+
+def test_soundtracks_only_profile_trains_a2e_and_says_what_did_not_run(tmp_path):
+    source = tmp_path / "soundtracks_copy"
+    # The user's own Soundtracks directory: made here from a generated corpus
+    from midlevel_emotion.synthetic import generate_corpus
+    generate_corpus(tmp_path / "gen", n_clips=16, n_soundtracks=16, duration_seconds=5.0, jobs=2, progress=False)
+    shutil.copytree(tmp_path / "gen" / "soundtracks", source)
+    repo = make_project(tmp_path, {**TINY, "data": {"source": "local"},
+                                   "local": {"midlevel_dir": None, "soundtracks_dir": str(source)}})
+    dvc("repro", cwd=repo)
+    a2e = json.loads((repo / "metrics/a2e.json").read_text())
+    assert set(a2e["a2e"]) == {"seed_0", "seed_1"}
+    for stage in ("a2mid", "mid2e", "joint"):
+        metrics = json.loads((repo / f"metrics/{stage}.json").read_text())
+        assert metrics["status"] == "not run" and "mid-level" in metrics["reason"]
+    assert (repo / "models/joint/NOT_RUN.md").is_file()
+    report = (repo / "reports/evaluation.md").read_text()
+    assert "not run" in report
