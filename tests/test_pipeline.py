@@ -89,7 +89,9 @@ def test_repro_commit_change_param_and_diff(tmp_path):
     dvc("repro", cwd=repo)
 
     params_diff = json.loads(dvc("params", "diff", "--json", cwd=repo).stdout)
-    assert params_diff["params.yaml"] == {"train.learning_rate": {"old": 0.0005, "new": 0.002}}
+    assert list(params_diff["params.yaml"]) == ["train.learning_rate"]
+    assert params_diff["params.yaml"]["train.learning_rate"]["old"] == 0.0005
+    assert params_diff["params.yaml"]["train.learning_rate"]["new"] == 0.002
     metrics_diff = json.loads(dvc("metrics", "diff", "--json", cwd=repo).stdout)
     changed = metrics_diff["metrics/a2e.json"]
     key = "a2e.seed_0.emotions.valence"

@@ -100,9 +100,15 @@ class MissingDataError(RuntimeError):
     """A stage cannot run on the data present (e.g. no mid-level annotations)."""
 
 
-def write_not_run(out_dir: Path, metrics_path: Path, stage: str, reason: str) -> dict:
-    """Record, in the stage's outputs, that and why it did not run (instead of failing obscurely)."""
-    atomic_write_text(Path(out_dir) / NOT_RUN_FILE, f"# {stage} was not run\n\n{reason}\n")
+def write_not_run(out_dir: Path, metrics_path: Path, stage: str, reason: str,
+                  plots_dir: Path | None = None) -> dict:
+    """Record, in the stage's outputs, that and why it did not run (instead of failing obscurely).
+
+    Every declared output directory gets the note, so DVC finds all the stage's outputs.
+    """
+    for directory in (out_dir, plots_dir):
+        if directory is not None:
+            atomic_write_text(Path(directory) / NOT_RUN_FILE, f"# {stage} was not run\n\n{reason}\n")
     metrics = {"status": "not run", "reason": reason}
     write_json(metrics_path, metrics)
     return metrics
@@ -170,7 +176,8 @@ def train_a2mid(ctx: Context, models_dir: Path, metrics_path: Path, plots_dir: P
     if labels.midlevel is None or "midlevel" not in ctx.stores:
         return write_not_run(models_dir, metrics_path, "train_a2mid",
                              "No mid-level annotations in data/raw (a Soundtracks-only corpus): "
-                             "A2Mid+, A2Mid and A2Mid2E need the Mid-level Perceptual Features dataset.")
+                             "A2Mid+, A2Mid and A2Mid2E need the Mid-level Perceptual Features dataset.",
+                             plots_dir)
     p = ctx.params["train_a2mid"]
     config = ctx.config()
     features = list(MIDLEVEL_FEATURES)
@@ -274,7 +281,7 @@ def train_emotion_runs(ctx: Context, kind: str, models_dir: Path, metrics_path: 
     if kind == "joint" and labels.soundtracks_midlevel is None:
         return write_not_run(models_dir, metrics_path, "train_joint",
                              "No mid-level annotations for the Soundtracks clips: the Joint model is "
-                             "supervised on both mid-level features and emotions.")
+                             "supervised on both mid-level features and emotions.", plots_dir)
     decisions: list[str] = []
     ids = emotion_clip_ids(ctx, decisions)
     store = ctx.stores["soundtracks"]
