@@ -87,3 +87,27 @@ def test_check_layout_full_partial_and_soundtracks_only(tmp_path):
     assert check_layout(raw) == {"midlevel": True, "soundtracks": True}
     with pytest.raises(CorpusError, match="neither dataset found"):
         check_layout(tmp_path / "empty")
+
+
+def test_load_labels_links_datasets_and_records_every_exclusion(tmp_path):
+    from midlevel_emotion.corpus import align, load_labels
+
+    raw = tmp_path / "raw"
+    write(raw / "midlevel/metadata_annotations/annotations.csv", ANNOTATIONS)
+    write(raw / "midlevel/metadata_annotations/metadata.csv", METADATA)
+    write(raw / "soundtracks/mean_ratings_set1.csv", RATINGS)
+    (raw / "midlevel/audio").mkdir()
+    (raw / "soundtracks/audio").mkdir()
+    labels = load_labels(raw)
+    # song 17 is Soundtracks clip 007; clip 001 has no mid-level row
+    assert list(labels.soundtracks_midlevel.index) == ["007"]
+    # what train_a2mid leaves out of the A2Mid behind A2Mid2E: every Soundtracks clip
+    assert labels.soundtracks_song_ids == {"007": "17"}
+    assert labels.soundtracks_midlevel.loc["007", "melodiousness"] == 0.325  # divided by 10
+    assert labels.emotions.loc["007", "tension"] == pytest.approx(0.783)
+    assert any("soundtracks clip 001: no mid-level annotation" in d for d in labels.decisions)
+    decisions: list[str] = []
+    kept = align(["001", "007"], {"007", "009"}, "soundtracks", decisions)
+    assert kept == ["007"]
+    assert any("clip 001: has labels but no usable audio" in d for d in decisions)
+    assert any("clip 009: has audio but no labels" in d for d in decisions)
