@@ -9,7 +9,8 @@ generated offline), `download` (the published archives) or `local` (directories 
 import argparse
 import sys
 
-from midlevel_emotion.corpus import CorpusError, prepare_raw
+from midlevel_emotion.corpus import CorpusError
+from midlevel_emotion.download import prepare_raw
 from midlevel_emotion.params import ParamsError, load_params, section
 
 

@@ -22,6 +22,7 @@ from scipy.signal import resample_poly
 from tqdm import tqdm
 
 from .corpus import MIDLEVEL_AUDIO_DIR, SOUNDTRACKS_AUDIO_DIR
+from .parallel import resolve_jobs
 
 SAMPLE_RATE = 22050
 AUDIO_EXTENSIONS: tuple[str, ...] = (".mp3", ".wav", ".flac", ".ogg")
@@ -182,7 +183,7 @@ def resample_files(
     out_dir.mkdir(parents=True, exist_ok=True)
     work = [(clip_id, str(path), str(out_dir / f"{clip_id}.npy"), sample_rate)
             for clip_id, path in sorted(files.items())]
-    jobs = jobs or os.cpu_count() or 1
+    jobs = resolve_jobs(jobs)
     failed: list[dict] = []
     n_samples = 0
     results: Iterable

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -244,52 +241,6 @@ def check_layout(raw_dir: Path) -> dict[str, bool]:
         raise CorpusError(f"{raw_dir}: neither dataset found; expected {raw_dir / RATINGS_CSV} "
                           f"(Soundtracks) and/or {raw_dir / ANNOTATIONS_CSV} (mid-level)")
     return present
-
-
-def prepare_raw(source: str, raw_dir: Path, params: dict, *, progress: bool = True) -> dict[str, bool]:
-    """The ``download`` stage: fill ``raw_dir`` with the datasets in their published layout.
-
-    Parameters
-    ----------
-    source : {"synthetic", "download", "local"}
-        ``synthetic`` generates the embedded corpus, ``download`` fetches the archives listed
-        in ``params['download']['archives']``, ``local`` copies directories the user has.
-    raw_dir : Path
-        Destination; it appears only once complete (built in a sibling temporary directory,
-        then renamed), so an interrupted run never leaves a complete-looking corpus.
-    params : dict
-        The whole params file.
-    """
-    from . import download, synthetic  # late: both import this module
-
-    raw_dir = Path(raw_dir)
-    raw_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{raw_dir.name}.", dir=raw_dir.parent))
-    try:
-        if source == "synthetic":
-            synthetic.generate_corpus(staging, progress=progress, **params["synthetic"])
-        elif source == "download":
-            cfg = params["download"]
-            download.download_archives(cfg["archives"], staging, archive_dir=Path(cfg["archive_dir"]),
-                                       progress=progress)
-        elif source == "local":
-            cfg = params["local"]
-            download.copy_local(_optional_path(cfg.get("midlevel_dir")),
-                                _optional_path(cfg.get("soundtracks_dir")), staging)
-        else:
-            raise ValueError(f"data.source must be synthetic, download or local, got {source!r}")
-        present = check_layout(staging)
-        if raw_dir.exists():
-            shutil.rmtree(raw_dir)
-        os.replace(staging, raw_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return present
-
-
-def _optional_path(value: str | None) -> Path | None:
-    return Path(value).expanduser() if value else None
 
 
 # ---------------------------------------------------------------------------------------

@@ -33,6 +33,9 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from .corpus import check_layout
+from .synthetic import generate_corpus
+
 __all__ = [
     "ArchiveError",
     "CorruptArchiveError",
@@ -42,6 +45,7 @@ __all__ = [
     "download_archives",
     "extract_zip",
     "fetch",
+    "prepare_raw",
     "sha256_file",
 ]
 
@@ -702,3 +706,51 @@ def copy_local(midlevel_dir: Path | None, soundtracks_dir: Path | None, raw_dir:
         if target.resolve() == src.resolve():
             continue  # already in place
         _copy_tree(src, target)
+
+
+# ---------------------------------------------------------------------------------------
+# The download stage
+
+
+def prepare_raw(source: str, raw_dir: Path, params: dict, *, progress: bool = True) -> dict[str, bool]:
+    """The ``download`` stage: fill ``raw_dir`` with the datasets in their published layout.
+
+    Parameters
+    ----------
+    source : {"synthetic", "download", "local"}
+        ``synthetic`` generates the embedded corpus, ``download`` fetches the archives listed
+        in ``params['download']['archives']``, ``local`` copies directories the user has.
+    raw_dir : Path
+        Destination; it appears only once complete (built in a sibling temporary directory,
+        then renamed), so an interrupted run never leaves a complete-looking corpus.
+    params : dict
+        The whole params file.
+    """
+    raw_dir = Path(raw_dir)
+    raw_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{raw_dir.name}.", dir=raw_dir.parent))
+    try:
+        if source == "synthetic":
+            generate_corpus(staging, progress=progress, **params["synthetic"])
+        elif source == "download":
+            cfg = params["download"]
+            download_archives(cfg["archives"], staging, archive_dir=Path(cfg["archive_dir"]),
+                                       progress=progress)
+        elif source == "local":
+            cfg = params["local"]
+            copy_local(_optional_path(cfg.get("midlevel_dir")),
+                                _optional_path(cfg.get("soundtracks_dir")), staging)
+        else:
+            raise ValueError(f"data.source must be synthetic, download or local, got {source!r}")
+        present = check_layout(staging)
+        if raw_dir.exists():
+            shutil.rmtree(raw_dir)
+        os.replace(staging, raw_dir)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return present
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value).expanduser() if value else None

@@ -52,6 +52,8 @@ import numpy as np
 import scipy.fft
 import scipy.sparse
 
+from .parallel import resolve_jobs
+
 __all__ = [
     "SAMPLE_RATE",
     "FRAME_SIZE",
@@ -536,17 +538,6 @@ def _merge_moments(parts: list[tuple[int, float, float]]) -> tuple[int, float, f
     return n, mean, m2
 
 
-def _resolve_jobs(jobs: int) -> int:
-    if jobs < 0:
-        raise ValueError(f"jobs must be >= 0 (0 = all cores), got {jobs}")
-    if jobs == 0:
-        try:
-            return len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            return os.cpu_count() or 1
-    return jobs
-
-
 def write_spectrogram_store(
     signal_paths: Mapping[str, Path | str],
     out_dir: Path | str,
@@ -587,7 +578,7 @@ def write_spectrogram_store(
         If there are no clips, a clip id cannot be stored, or a signal is invalid.
     """
     params = spectrogram_params(sample_rate, frame_size, fps, bands_per_octave, fmin, fmax)
-    jobs = _resolve_jobs(jobs)
+    jobs = resolve_jobs(jobs)
     out_dir = Path(out_dir)
     if not signal_paths:
         raise ValueError(f"no clips to write to {out_dir}")

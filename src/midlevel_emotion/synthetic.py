@@ -43,6 +43,7 @@ import soundfile as sf
 from scipy import signal
 
 from .corpus import EMOTIONS, MIDLEVEL_FEATURES
+from .parallel import resolve_jobs
 
 __all__ = [
     "SOUND_DESIGN",
@@ -1138,13 +1139,6 @@ def _truth(labels: SyntheticLabels, *, n_soundtracks: int, duration_seconds: flo
 _AUDIO_NAME = re.compile(r"^\d+\.mp3$")
 
 
-def _default_jobs() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def generate_corpus(raw_dir: Path, *, seed: int = 2019, n_clips: int = 200, n_soundtracks: int = 100,
                     duration_seconds: float = 15.0, sample_rate: int = 44100, annotation_noise: float = 0.5,
                     rating_noise: float = 0.25, jobs: int = 0, progress: bool = True) -> dict:
@@ -1188,8 +1182,7 @@ def generate_corpus(raw_dir: Path, *, seed: int = 2019, n_clips: int = 200, n_so
     sample_rate = _check_int("sample_rate", sample_rate, 1)
     if sample_rate not in MP3_SAMPLE_RATES:
         raise ValueError(f"sample_rate must be one MP3 supports {MP3_SAMPLE_RATES}, got {sample_rate}")
-    jobs = _check_int("jobs", jobs, 0)
-    jobs = jobs or _default_jobs()
+    jobs = resolve_jobs(_check_int("jobs", jobs, 0))
     labels = draw_labels(seed, n_clips, n_soundtracks, annotation_noise=annotation_noise,
                          rating_noise=rating_noise, duration_seconds=duration_seconds)
 
