@@ -7,7 +7,7 @@ import torch
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES, artist_disjoint_split, holdout, random_split
 from midlevel_emotion.evaluation import fit_linear, pearson
 from midlevel_emotion.training import (CheckpointError, ClipSet, TrainConfig, crop, load_checkpoint, predict,
-                                       save_checkpoint, train, window_starts)
+                                       init_output_bias, recalibrate_batchnorm, save_checkpoint, train, window_starts)
 
 import pandas as pd
 
@@ -115,3 +115,49 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
 def test_clip_set_rejects_nan_targets():
     with pytest.raises(ValueError, match="NaN"):
         ClipSet(["a"], [np.zeros((10, 149))], np.array([[np.nan]]))
+
+
+def test_recalibrated_batchnorm_holds_the_statistics_of_inference():
+    from midlevel_emotion.models import build_model
+    torch.manual_seed(0)
+    model = build_model("a2e", dropout=0.5)
+    clips = toy_clip_set(10, frames=40).spectrograms
+    bn = model.trunk.features[1]
+    bn.running_mean.fill_(5.0)  # stale statistics, as if gathered under other conditions
+    bn.running_var.fill_(9.0)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    recalibrate_batchnorm(model, clips, mean=0.0, std=1.0, crop_frames=32, batch_size=4)
+
+    # The first BatchNorm's statistics are now those of the first conv's outputs on the crops used
+    x = torch.from_numpy(np.stack([crop(c, 32, (c.shape[0] - 32) // 2) for c in clips])).unsqueeze(1)
+    conv_out = model.trunk.features[0](x)
+    per_batch = [conv_out[b:b + 4] for b in range(0, 10, 4)]  # cumulative average over batches of 4
+    expected_mean = torch.stack([c.mean(dim=(0, 2, 3)) for c in per_batch]).mean(0)
+    assert torch.allclose(bn.running_mean, expected_mean, atol=1e-5)
+    # Only the statistics changed; the model is left in inference mode with its momentum back
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in weights.items())
+    assert not model.training and bn.momentum == 0.1
+    # Dropout was off: recalibrating again gives the same statistics exactly
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    recalibrate_batchnorm(model, clips, mean=0.0, std=1.0, crop_frames=32, batch_size=4)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    with pytest.raises(ValueError, match="at least one clip"):
+        recalibrate_batchnorm(model, [], mean=0.0, std=1.0, crop_frames=32)
+
+
+@pytest.mark.parametrize("kind", ["a2e", "joint"])
+def test_output_bias_init_makes_the_untrained_model_predict_the_train_mean(kind):
+    from midlevel_emotion.models import build_model
+    torch.manual_seed(0)
+    model = build_model(kind)
+    clips = toy_clip_set(10, frames=40, kind=kind)
+    clips.targets[:] += 3.0  # far from the zero a fresh model predicts around
+    init_output_bias(model, clips, mean=0.0, std=1.0, crop_frames=32)
+    x = torch.from_numpy(np.stack([crop(c, 32, (c.shape[0] - 32) // 2) for c in clips.spectrograms])).unsqueeze(1)
+    with torch.no_grad():
+        out = model(x)
+    out = torch.cat(out, dim=1) if isinstance(out, tuple) else out
+    assert np.allclose(out.mean(0).numpy(), clips.targets.mean(0), atol=1e-4)
+    with pytest.raises(ValueError, match="output_bias_init"):
+        train(kind, clips, clips, mean=0.0, std=1.0, config=TrainConfig(output_bias_init="median"), seed=0,
+              progress=False)

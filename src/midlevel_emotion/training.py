@@ -49,6 +49,8 @@ class TrainConfig:
     midlevel_loss_weight: float = 1.0  # Joint only: loss = weight * MSE(mid) + MSE(emotions)
     last_kernel_size: int = 3
     dropout: float = 0.3
+    precise_bn: bool = True  # re-estimate the kept model's BatchNorm statistics with dropout off
+    output_bias_init: str = "zero"  # "zero" or "train_mean": start by predicting the train targets' mean
 
     @property
     def crop_frames(self) -> int:
@@ -150,6 +152,80 @@ def predict(model: torch.nn.Module, spectrograms: list[np.ndarray], *, mean: flo
     return np.stack([flat[owner_arr == i].mean(axis=0) for i in range(len(spectrograms))])
 
 
+def recalibrate_batchnorm(model: torch.nn.Module, spectrograms: list[np.ndarray], *, mean: float, std: float,
+                          crop_frames: int, batch_size: int = 32,
+                          device: str | torch.device = "cpu") -> None:
+    """Re-estimate every BatchNorm layer's running mean and variance as the model is used.
+
+    During training the running statistics are exponential averages over batches of 8 taken
+    with dropout on. Dropout inflates the variance of the activations it feeds (the trunk has
+    a conv + BatchNorm right after each Dropout), so at inference, with dropout off, those
+    layers normalise by a variance that is too large and the error grows through the trunk
+    into an offset of the outputs ("variance shift", Li et al. 2019). Recomputing the
+    statistics in inference conditions ("precise BN", Wu & Johnson 2021) removes it. The
+    weights are untouched, so this is not training: it only fixes what ``eval()`` uses.
+
+    Parameters
+    ----------
+    spectrograms : list of np.ndarray
+        Training clips, (frames, 149) each; one crop from the middle of each is used.
+    crop_frames : int
+        Crop length the model trains on.
+    """
+    if not spectrograms:
+        raise ValueError("recalibrate_batchnorm needs at least one clip")
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not norms:
+        return
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over all batches below, not an exponential one
+    model.eval()
+    for m in norms:
+        m.train()  # only the BatchNorm layers collect statistics; dropout stays off
+    with torch.no_grad():
+        for b in range(0, len(spectrograms), batch_size):
+            batch = np.stack([crop(spec, crop_frames, max(0, (spec.shape[0] - crop_frames) // 2))
+                              for spec in spectrograms[b:b + batch_size]])
+            model(_normalise(batch, mean, std).to(device))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+def init_output_bias(model: torch.nn.Module, train_set: ClipSet, *, mean: float, std: float,
+                     crop_frames: int, device: str | torch.device = "cpu") -> None:
+    """Set the output layers' biases so the untrained model predicts the training targets' mean.
+
+    The weights keep their Kaiming-normal values; only the biases absorb the offset that random
+    weights put on the average input. For the Joint model the mid-level layer is set to the
+    mid-level mean and the emotion layer to the emotion mean at that mid-level mean. Adam moves
+    each parameter by about the learning rate per step, so with few steps an output that starts
+    far from the targets' level (0.1-0.9 here) stays biased; the Joint model's emotion layer,
+    which sees only 7 inputs, is the slowest to get there.
+
+    The BatchNorm statistics are first set from the same crops (see
+    :func:`recalibrate_batchnorm`), so the averages are those of the model in inference mode.
+    """
+    recalibrate_batchnorm(model, train_set.spectrograms, mean=mean, std=std, crop_frames=crop_frames,
+                          device=device)
+    with torch.no_grad():
+        features = []
+        for b in range(0, len(train_set.spectrograms), 32):
+            batch = np.stack([crop(spec, crop_frames, max(0, (spec.shape[0] - crop_frames) // 2))
+                              for spec in train_set.spectrograms[b:b + 32]])
+            features.append(model.trunk(_normalise(batch, mean, std).to(device)))
+        f = torch.cat(features).mean(0)
+        t = torch.as_tensor(train_set.targets.mean(axis=0), dtype=f.dtype, device=device)
+        if hasattr(model, "head"):
+            model.head.bias.copy_(t - model.head.weight @ f)
+        else:  # Joint: trunk -> midlevel_layer -> emotion_layer
+            n_mid = len(MIDLEVEL_FEATURES)
+            model.midlevel_layer.bias.copy_(t[:n_mid] - model.midlevel_layer.weight @ f)
+            model.emotion_layer.bias.copy_(t[n_mid:] - model.emotion_layer.weight @ t[:n_mid])
+
+
 def _loss(kind: str, prediction: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     if kind == "joint":
         n_mid = len(MIDLEVEL_FEATURES)
@@ -201,6 +277,10 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
     device = device or default_device()
     seed_everything(seed)
     model = build_model(kind, last_kernel_size=config.last_kernel_size, dropout=config.dropout).to(device)
+    if config.output_bias_init == "train_mean":
+        init_output_bias(model, train_set, mean=mean, std=std, crop_frames=config.crop_frames, device=device)
+    elif config.output_bias_init != "zero":
+        raise ValueError(f"output_bias_init must be 'zero' or 'train_mean', got {config.output_bias_init!r}")
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     rng = np.random.default_rng(seed)
     n_frames = config.crop_frames
@@ -237,6 +317,8 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
         if epoch - best_epoch >= config.patience:
             break
     model.load_state_dict(best_state)
+    if config.precise_bn:
+        recalibrate_batchnorm(model, train_set.spectrograms, mean=mean, std=std, crop_frames=n_frames, device=device)
     model.eval()
     return TrainResult(model, history, best_epoch, stopped_early=len(history) < config.max_epochs)
 
