@@ -339,3 +339,33 @@ def test_reads_the_truth_file_synthetic_writes(tmp_path):
     path.write_text(json.dumps(truth))
     expected, _ = synthetic.planted_map_paper_scale()
     assert np.allclose(read_truth_weights(path), expected)
+
+
+def test_calibration_compares_test_mse_with_the_train_mean_baseline(tmp_path):
+    from midlevel_emotion.evaluation import calibration, render_report
+    write_fixture(tmp_path)
+    metrics = tmp_path / "metrics"
+    a2e = json.loads((metrics / "a2e.json").read_text())
+    for seed, (model, base) in zip(SEEDS, [(0.01, 0.02), (0.03, 0.02), (0.01, 0.04), (0.02, 0.02), (0.005, 0.01)]):
+        a2e["a2e"][f"seed_{seed}"]["test_mse"] = {"emotions": {"model": model, "train_mean_baseline": base}}
+    (metrics / "a2e.json").write_text(json.dumps(a2e))
+    a2mid = json.loads((metrics / "a2mid.json").read_text())
+    a2mid["a2mid_plus"]["test_mse"] = {"midlevel": {"model": 0.05, "train_mean_baseline": 0.04}}
+    (metrics / "a2mid.json").write_text(json.dumps(a2mid))
+
+    cal = calibration(metrics)
+    assert set(cal) == {"a2e", "a2mid_plus"}  # the fixture's other models record no MSE
+    c = cal["a2e"]["emotions"]
+    assert c["n_runs"] == 5 and c["runs_better"] == 3  # 0.03 > 0.02 and a tie do not count
+    assert c["ratio"] == pytest.approx(np.mean([0.5, 1.5, 0.25, 1.0, 0.5]))
+    assert c["model_mse"] == pytest.approx(0.015) and c["baseline_mse"] == pytest.approx(0.022)
+    assert cal["a2mid_plus"]["midlevel"] == {"model_mse": 0.05, "baseline_mse": 0.04, "ratio": pytest.approx(1.25),
+                                             "runs_better": 0, "n_runs": 1}
+
+    result = evaluate(metrics, tmp_path / "models", tmp_path / "raw", REFERENCE, {"data": {"source": "x"}})
+    assert "## Calibration" in result["report"] and "| A2E | emotions | 0.0150 | 0.0220 | 0.75 | 3 of 5 |" in result["report"]
+
+    a2e["a2e"]["seed_0"]["test_mse"]["emotions"] = {"model": "n/a"}
+    (metrics / "a2e.json").write_text(json.dumps(a2e))
+    with pytest.raises(EvaluationError, match="a2e.json: a2e.test_mse.emotions needs numeric"):
+        calibration(metrics)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES, artist_disjoint_split, holdout, random_split
-from midlevel_emotion.evaluation import fit_linear, pearson
+from midlevel_emotion.scores import fit_linear, pearson
 from midlevel_emotion.training import (CheckpointError, ClipSet, TrainConfig, crop, load_checkpoint, predict,
                                        init_output_bias, recalibrate_batchnorm, save_checkpoint, train, window_starts)
 

@@ -1,9 +1,9 @@
-"""Scoring: Pearson correlation per target (the paper's metric), the linear Mid2E map, and the
-``evaluate`` stage (Tables 2 and 3, the cost of explainability with paired tests, explanations
-scored against the synthetic corpus's planted weights, and the Markdown report).
+"""The ``evaluate`` stage: Tables 2 and 3, the cost of explainability with paired tests,
+calibration against the predict-the-train-mean baseline, explanations scored against the
+synthetic corpus's planted weights, and the Markdown report.
 
-``scipy`` and ``training`` (torch) are imported inside the functions that need them:
-``training`` imports this module for :func:`pearson`.
+The scores themselves (Pearson r, the linear map, MSE) are in :mod:`midlevel_emotion.scores`.
+``scipy`` and ``training`` (torch) are imported inside the functions that need them.
 """
 
 from __future__ import annotations
@@ -18,57 +18,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from .corpus import EMOTIONS, MIDLEVEL_FEATURES, SYNTHETIC_TRUTH_JSON
-
-
-def pearson(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """Pearson correlation per column.
-
-    Parameters
-    ----------
-    y_true, y_pred : np.ndarray
-        Arrays of shape (n_samples, n_targets) (or 1-D for one target).
-
-    Returns
-    -------
-    np.ndarray
-        Shape (n_targets,); NaN for a column where either input is constant (the
-        correlation is undefined there, and pretending it is 0 would hide a broken model).
-    """
-    a = np.asarray(y_true, dtype=np.float64)
-    b = np.asarray(y_pred, dtype=np.float64)
-    if a.shape != b.shape:
-        raise ValueError(f"shape mismatch: {a.shape} vs {b.shape}")
-    if a.ndim == 1:
-        a, b = a[:, None], b[:, None]
-    if a.shape[0] < 2:
-        raise ValueError(f"need at least 2 samples for a correlation, got {a.shape[0]}")
-    a = a - a.mean(axis=0)
-    b = b - b.mean(axis=0)
-    denom = np.sqrt((a * a).sum(axis=0) * (b * b).sum(axis=0))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r = (a * b).sum(axis=0) / denom
-    return np.where(denom > 0, r, np.nan)
-
-
-def fit_linear(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ordinary least squares ``y ~ x @ weight.T + bias`` (the paper's Mid2E / A2Mid2E layer).
-
-    Returns
-    -------
-    weight : np.ndarray
-        Shape (n_targets, n_features), i.e. the layout of ``torch.nn.Linear.weight``.
-    bias : np.ndarray
-        Shape (n_targets,).
-    """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    if x.ndim != 2 or y.ndim != 2 or len(x) != len(y):
-        raise ValueError(f"expected x (n, features) and y (n, targets), got {x.shape} and {y.shape}")
-    if len(x) <= x.shape[1]:
-        raise ValueError(f"{len(x)} samples are too few to fit {x.shape[1]} weights and a bias")
-    design = np.hstack([x, np.ones((len(x), 1))])
-    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-    return coef[:-1].T.copy(), coef[-1].copy()
+from .scores import fit_linear, pearson  # noqa: F401  (re-exported: the paper's metric)
 
 
 # =======================================================================================
@@ -509,6 +459,58 @@ def table2(models: Mapping[str, ModelRuns | NotRun]) -> dict[str, dict[str, Any]
         row["n_runs"] = len(runs_.seeds)
         out[name] = row
     return out
+
+
+#: Where each model's test MSE and baseline MSE are recorded: key -> (file, top-level key,
+#: per-run key holding ``{group: {"model", "train_mean_baseline"}}``, display name).
+#: A2Mid+ and A2Mid are single models (no seeds).
+CALIBRATION_SOURCES: dict[str, tuple[str, str, str, str]] = {
+    "mid2e": ("mid2e.json", "mid2e", "mse", "Mid2E"),
+    "a2e": ("a2e.json", "a2e", "test_mse", "A2E"),
+    "a2mid2e": ("mid2e.json", "a2mid2e", "mse", "A2Mid2E"),
+    "joint": ("joint.json", "joint", "test_mse", "A2Mid2E-Joint"),
+    "a2mid_plus": ("a2mid.json", "a2mid_plus", "test_mse", "A2Mid+"),
+    "a2mid": ("a2mid.json", "a2mid", "test_mse", "A2Mid"),
+}
+
+
+def calibration(metrics_dir: Path) -> dict[str, dict[str, dict[str, float | int]]]:
+    """Test MSE of every model against the predict-the-train-mean baseline.
+
+    Pearson r ignores offset and scale; MSE does not, so this shows whether a model's outputs
+    are usable as ratings and not only correlated with them.
+
+    Returns
+    -------
+    dict
+        ``{model: {"emotions" | "midlevel": {"model_mse", "baseline_mse", "ratio",
+        "runs_better", "n_runs"}}}``: means over runs, ``ratio`` = mean over runs of model /
+        baseline MSE (below 1 = better than the baseline), ``runs_better`` = runs whose model
+        MSE is below the baseline's. Models whose stage did not run are left out.
+    """
+    result: dict[str, dict[str, dict[str, float | int]]] = {}
+    for key, (file, top, mse_key, _) in CALIBRATION_SOURCES.items():
+        path = Path(metrics_dir) / file
+        data = read_stage_metrics(path) if path.is_file() else None
+        if not isinstance(data, dict) or top not in data:
+            continue
+        entry = data[top]
+        runs = [entry] if mse_key in entry else [v for k, v in entry.items() if k.startswith("seed_")]
+        groups: dict[str, list[tuple[float, float]]] = {}
+        for run in runs:
+            for group, pair in (run.get(mse_key) or {}).items():
+                try:
+                    groups.setdefault(group, []).append((float(pair["model"]), float(pair["train_mean_baseline"])))
+                except (KeyError, TypeError, ValueError):
+                    raise EvaluationError(f"{path}: {top}.{mse_key}.{group} needs numeric 'model' and "
+                                          "'train_mean_baseline'") from None
+        for group, pairs in groups.items():
+            model, baseline = np.array(pairs).T
+            result.setdefault(key, {})[group] = {
+                "model_mse": float(model.mean()), "baseline_mse": float(baseline.mean()),
+                "ratio": float(np.mean(model / baseline)), "runs_better": int((model < baseline).sum()),
+                "n_runs": len(pairs)}
+    return result
 
 
 def _aligned(baseline: ModelRuns, model: ModelRuns, target: str) -> tuple[np.ndarray, np.ndarray]:
@@ -1022,6 +1024,24 @@ def render_report(result: Mapping[str, Any], reference: Mapping[str, Any]) -> st
     if t3_missing:
         lines += [f"- {m}" for m in t3_missing] + [""]
 
+    # Calibration
+    cal = metrics.get("calibration") or {}
+    if cal:
+        lines += ["## Calibration: test MSE against the predict-the-train-mean baseline", "",
+                  "Pearson r ignores offset and scale. Here each model's test MSE (rating / 10 units, mean over "
+                  "runs) is set beside that of predicting every test clip as the mean of its run's training "
+                  "targets; ratio = mean over runs of model / baseline (below 1 = better than the baseline).", ""]
+        rows = []
+        for key, (_, _, _, label) in CALIBRATION_SOURCES.items():
+            for group in ("emotions", "midlevel"):
+                c = cal.get(key, {}).get(group)
+                if c:
+                    rows.append([label, "emotions" if group == "emotions" else "mid-level",
+                                 f"{c['model_mse']:.4f}", f"{c['baseline_mse']:.4f}", f"{c['ratio']:.2f}",
+                                 f"{c['runs_better']} of {c['n_runs']}"])
+        lines += _md_table(["Model", "targets", "model MSE", "baseline MSE", "ratio", "runs better than baseline"],
+                           rows) + [""]
+
     # Explanations vs truth
     truth = metrics.get("explanation_truth")
     if result["synthetic"] or truth or result.get("truth_skipped"):
@@ -1097,6 +1117,7 @@ def evaluate(metrics_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
     metrics: dict[str, Any] = {"n_runs": len(seeds)}
     metrics["table2"] = {**table2(runs.models), **coe_table(runs.models)}
     metrics["table3"] = table3(runs.a2mid, runs.models.get("joint_midlevel"))
+    metrics["calibration"] = calibration(metrics_dir)
 
     truth_path = Path(raw_dir) / SYNTHETIC_TRUTH_JSON
     synthetic = corpus == "synthetic" or truth_path.is_file()

@@ -38,7 +38,7 @@ import torch
 
 from . import audio
 from .corpus import EMOTIONS, MIDLEVEL_FEATURES, load_labels
-from .evaluation import pearson
+from .scores import pearson
 from .features import SpectrogramStore, log_filtered_spectrogram
 from .training import CheckpointError, crop, load_checkpoint, predict, window_starts
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from .corpus import (EMOTIONS, MIDLEVEL_FEATURES, Labels, Split, align, artist_disjoint_split, holdout,
                      load_labels, random_split)
-from .evaluation import fit_linear, pearson
+from .scores import fit_linear, mse_vs_baseline, pearson
 from .features import SpectrogramStore
 from .training import (ClipSet, TrainConfig, atomic_write_text, load_checkpoint, params_hash, predict,
                        save_checkpoint, train, write_history, write_json)
@@ -122,20 +122,6 @@ def _scores(names: tuple[str, ...], targets: np.ndarray, predictions: np.ndarray
     return scores
 
 
-def _mse_vs_baseline(names: tuple[str, ...], y_train: np.ndarray, y_test: np.ndarray,
-                     prediction: np.ndarray) -> dict[str, dict[str, float]]:
-    """Test MSE of the model and of the predict-the-train-mean baseline, per target group.
-
-    Pearson r is undefined for a constant predictor, so the baseline is compared in MSE.
-    """
-    groups = {"midlevel": [i for i, n in enumerate(names) if n in MIDLEVEL_FEATURES],
-              "emotions": [i for i, n in enumerate(names) if n in EMOTIONS]}
-    baseline = y_train.mean(axis=0)
-    return {group: {"model": round(float(np.mean((prediction[:, cols] - y_test[:, cols]) ** 2)), 6),
-                    "train_mean_baseline": round(float(np.mean((baseline[cols] - y_test[:, cols]) ** 2)), 6)}
-            for group, cols in groups.items() if cols}
-
-
 def _round(value: float) -> float | None:
     return None if not np.isfinite(value) else round(float(value), 4)
 
@@ -155,7 +141,7 @@ def _train_and_test(ctx: Context, kind: str, store: SpectrogramStore, split_ids:
                              crop_frames=config.crop_frames, hop_frames=config.hop_frames,
                              device=next(result.model.parameters()).device)
         scores = _scores(names, targets["test"], prediction)
-        scores["_mse"] = _mse_vs_baseline(names, targets["train"], targets["test"], prediction)
+        scores["_mse"] = mse_vs_baseline(names, targets["train"], targets["test"], prediction)
     save_checkpoint(Path(models_dir) / f"{name}.pt", result.model, kind=kind, config=config,
                     spectrogram=ctx.spectrogram_meta(store), corpus=ctx.corpus, seed=seed,
                     params_digest=params_hash(ctx.params),
@@ -251,7 +237,7 @@ def fit_mid2e(ctx: Context, a2mid_checkpoint: Path, models_dir: Path, metrics_pa
             weight, bias = fit_linear(x(fit_ids), y_fit)
             prediction = x(test_ids) @ weight.T + bias
             metrics[name][key] = _scores(EMOTIONS, y_test, prediction)
-            metrics[name][key]["mse"] = _mse_vs_baseline(EMOTIONS, y_fit, y_test, prediction)["emotions"]
+            metrics[name][key]["mse"] = mse_vs_baseline(EMOTIONS, y_fit, y_test, prediction)["emotions"]
             linear[name][key] = {"weight": weight.round(6).tolist(), "bias": bias.round(6).tolist(),
                                  "test_ids": test_ids}
             if name == "a2mid2e" and seed == ctx.seeds[0]:

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .corpus import EMOTIONS, MIDLEVEL_FEATURES
-from .evaluation import pearson
+from .scores import pearson
 from .models import build_model
 
 CHECKPOINT_FORMAT = "midlevel-emotion-checkpoint"
