@@ -349,12 +349,17 @@ def test_calibration_compares_test_mse_with_the_train_mean_baseline(tmp_path):
     for seed, (model, base) in zip(SEEDS, [(0.01, 0.02), (0.03, 0.02), (0.01, 0.04), (0.02, 0.02), (0.005, 0.01)]):
         a2e["a2e"][f"seed_{seed}"]["test_mse"] = {"emotions": {"model": model, "train_mean_baseline": base}}
     (metrics / "a2e.json").write_text(json.dumps(a2e))
+    mid2e = json.loads((metrics / "mid2e.json").read_text())
+    for seed in SEEDS:  # as fit_mid2e writes it: one pair per run, emotions only
+        mid2e["a2mid2e"][f"seed_{seed}"]["mse"] = {"model": 0.01, "train_mean_baseline": 0.02}
+    (metrics / "mid2e.json").write_text(json.dumps(mid2e))
     a2mid = json.loads((metrics / "a2mid.json").read_text())
     a2mid["a2mid_plus"]["test_mse"] = {"midlevel": {"model": 0.05, "train_mean_baseline": 0.04}}
     (metrics / "a2mid.json").write_text(json.dumps(a2mid))
 
     cal = calibration(metrics)
-    assert set(cal) == {"a2e", "a2mid_plus"}  # the fixture's other models record no MSE
+    assert set(cal) == {"a2e", "a2mid2e", "a2mid_plus"}  # the fixture's other models record no MSE
+    assert cal["a2mid2e"]["emotions"]["ratio"] == pytest.approx(0.5) and cal["a2mid2e"]["emotions"]["n_runs"] == 5
     c = cal["a2e"]["emotions"]
     assert c["n_runs"] == 5 and c["runs_better"] == 3  # 0.03 > 0.02 and a tie do not count
     assert c["ratio"] == pytest.approx(np.mean([0.5, 1.5, 0.25, 1.0, 0.5]))

@@ -250,10 +250,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_dvc_plot_templates_and_offline_html_template():
-    for name in ("effects.json", "heatmap.json", "song_pair.json"):
+    for name, field in (("effects.json", "<DVC_METRIC_Y>"), ("heatmap.json", "<DVC_METRIC_Y>"),
+                        ("song_pair.json", "<DVC_METRIC_Y>"), ("training.json", "<DVC_METRIC_X>")):
         text = (REPO / "reports/vega" / name).read_text()
         spec = json.loads(text)
-        assert spec["data"] == {"values": "<DVC_METRIC_DATA>"} and "<DVC_METRIC_Y>" in text, name
+        assert spec["data"] == {"values": "<DVC_METRIC_DATA>"} and field in text, name
     html = (REPO / "reports/plots_template.html").read_text(encoding="utf-8")
     assert html.count("{plot_divs}") == 1 and "{scripts}" not in html  # no placeholder: DVC adds no CDN tags
     assert "<script src=" not in html and "vegaEmbed=" in html and len(html.encode()) < 2_000_000

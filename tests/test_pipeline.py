@@ -66,6 +66,13 @@ def make_project(tmp_path: Path, changes: dict) -> Path:
     return repo
 
 
+def plots_show(repo: Path) -> dict:
+    """``dvc plots show --json``: every plot, and no file DVC cannot read as plot data."""
+    shown = json.loads(dvc("plots", "show", "--json", cwd=repo).stdout)
+    assert not shown.get("errors"), shown.get("errors")
+    return shown["data"]
+
+
 def test_repro_commit_change_param_and_diff(tmp_path):
     repo = make_project(tmp_path, TINY)
     dvc("repro", cwd=repo)
@@ -78,6 +85,12 @@ def test_repro_commit_change_param_and_diff(tmp_path):
     report = (repo / "reports/evaluation.md").read_text()
     assert "synthetic" in report.lower() and "A2E" in report
     assert dvc("status", cwd=repo).stdout.strip().endswith("up to date.")
+    plots = plots_show(repo)
+    curves = [name for name in plots if name.startswith("plots/training/")]
+    assert {"plots/training/a2e/a2e_seed_0.tsv", "plots/training/joint/joint_seed_1.tsv",
+            "plots/training/a2mid/a2mid_plus.tsv"} <= set(curves)
+    values = plots["plots/training/a2e/a2e_seed_0.tsv"][0]["content"]["data"]["values"]
+    assert len(values) == 2 and {"epoch", "train_loss", "val_mean_r"} <= set(values[0])  # max_epochs 2
 
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny run"], repo)
@@ -114,5 +127,8 @@ def test_soundtracks_only_profile_trains_a2e_and_says_what_did_not_run(tmp_path)
         metrics = json.loads((repo / f"metrics/{stage}.json").read_text())
         assert metrics["status"] == "not run" and "mid-level" in metrics["reason"]
     assert (repo / "models/joint/NOT_RUN.md").is_file()
+    assert not any((repo / "plots/training/joint").iterdir())  # no curves, and nothing DVC cannot plot
+    curves = [name for name in plots_show(repo) if name.startswith("plots/training/")]
+    assert sorted(curves) == ["plots/training/a2e/a2e_seed_0.tsv", "plots/training/a2e/a2e_seed_1.tsv"]
     report = (repo / "reports/evaluation.md").read_text()
     assert "not run" in report

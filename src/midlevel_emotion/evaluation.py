@@ -498,7 +498,10 @@ def calibration(metrics_dir: Path) -> dict[str, dict[str, dict[str, float | int]
         runs = [entry] if mse_key in entry else [v for k, v in entry.items() if k.startswith("seed_")]
         groups: dict[str, list[tuple[float, float]]] = {}
         for run in runs:
-            for group, pair in (run.get(mse_key) or {}).items():
+            recorded = run.get(mse_key) or {}
+            if "model" in recorded:  # mid2e.json: emotions only, not grouped
+                recorded = {"emotions": recorded}
+            for group, pair in recorded.items():
                 try:
                     groups.setdefault(group, []).append((float(pair["model"]), float(pair["train_mean_baseline"])))
                 except (KeyError, TypeError, ValueError):

@@ -105,11 +105,13 @@ def write_not_run(out_dir: Path, metrics_path: Path, stage: str, reason: str,
                   plots_dir: Path | None = None) -> dict:
     """Record, in the stage's outputs, that and why it did not run (instead of failing obscurely).
 
-    Every declared output directory gets the note, so DVC finds all the stage's outputs.
+    The models directory gets ``NOT_RUN.md`` with the reason. The plots directory, which DVC
+    reads as training curves (any file there must be a TSV), is created empty so the declared
+    output exists and ``dvc plots show`` has nothing to stumble on.
     """
-    for directory in (out_dir, plots_dir):
-        if directory is not None:
-            atomic_write_text(Path(directory) / NOT_RUN_FILE, f"# {stage} was not run\n\n{reason}\n")
+    atomic_write_text(Path(out_dir) / NOT_RUN_FILE, f"# {stage} was not run\n\n{reason}\n")
+    if plots_dir is not None:
+        Path(plots_dir).mkdir(parents=True, exist_ok=True)
     metrics = {"status": "not run", "reason": reason}
     write_json(metrics_path, metrics)
     return metrics
