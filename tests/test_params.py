@@ -37,6 +37,8 @@ def test_paper_profile_has_the_papers_hyperparameters():
     assert paper["train.max_epochs"] == 199 and len(paper["runs.seeds"]) == 10
     assert paper["runs.test_fraction"] == 0.2 and paper["train_a2mid.plus_test_fraction"] == 0.08
     assert paper["spectrogram.fps"] == 31.25 and paper["resample.sample_rate"] == 22050
+    # the short-training adaptations of the embedded default are off: the paper's init and BN
+    assert paper["train.output_init"] == "kaiming" and paper["train.precise_bn"] is False
 
 
 def test_soundtracks_only_profile_differs_only_in_the_data_source():

@@ -7,7 +7,7 @@ import torch
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES, artist_disjoint_split, holdout, random_split
 from midlevel_emotion.scores import fit_linear, pearson
 from midlevel_emotion.training import (CheckpointError, ClipSet, TrainConfig, crop, load_checkpoint, predict,
-                                       init_output_bias, recalibrate_batchnorm, save_checkpoint, train, window_starts)
+                                       init_output_layers, recalibrate_batchnorm, save_checkpoint, train, window_starts)
 
 import pandas as pd
 
@@ -145,19 +145,55 @@ def test_recalibrated_batchnorm_holds_the_statistics_of_inference():
         recalibrate_batchnorm(model, [], mean=0.0, std=1.0, crop_frames=32)
 
 
-@pytest.mark.parametrize("kind", ["a2e", "joint"])
-def test_output_bias_init_makes_the_untrained_model_predict_the_train_mean(kind):
+@pytest.mark.parametrize("kind", ["a2mid", "a2e", "joint"])
+def test_output_init_train_mean_makes_the_untrained_model_predict_the_train_mean(kind):
     from midlevel_emotion.models import build_model
     torch.manual_seed(0)
     model = build_model(kind)
     clips = toy_clip_set(10, frames=40, kind=kind)
     clips.targets[:] += 3.0  # far from the zero a fresh model predicts around
-    init_output_bias(model, clips, mean=0.0, std=1.0, crop_frames=32)
+    weights_before = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("weight")}
+    init_output_layers(model, clips, "train_mean", mean=0.0, std=1.0, crop_frames=32)
     x = torch.from_numpy(np.stack([crop(c, 32, (c.shape[0] - 32) // 2) for c in clips.spectrograms])).unsqueeze(1)
     with torch.no_grad():
         out = model(x)
-    out = torch.cat(out, dim=1) if isinstance(out, tuple) else out
-    assert np.allclose(out.mean(0).numpy(), clips.targets.mean(0), atol=1e-4)
-    with pytest.raises(ValueError, match="output_bias_init"):
-        train(kind, clips, clips, mean=0.0, std=1.0, config=TrainConfig(output_bias_init="median"), seed=0,
+    out = (torch.cat(out, dim=1) if isinstance(out, tuple) else out).numpy()
+    assert np.allclose(out.mean(0), clips.targets.mean(0), atol=1e-4)
+    assert out[:, 0].std() > 0  # the Kaiming-normal weights are kept: predictions still vary by clip
+    if kind == "joint":  # the 7->8 layer starts at the train split's Mid2E least-squares fit
+        weight, bias = fit_linear(clips.targets[:, :7], clips.targets[:, 7:])
+        assert np.allclose(model.emotion_layer.weight.detach().numpy(), weight, atol=1e-5)
+        assert np.allclose(model.emotion_layer.bias.detach().numpy(), bias, atol=1e-5)
+    else:
+        assert all(torch.equal(model.state_dict()[k], v) for k, v in weights_before.items())
+
+
+def test_output_init_kaiming_keeps_the_papers_initialisation_and_bad_values_fail():
+    from midlevel_emotion.models import build_model
+    torch.manual_seed(0)
+    model = build_model("joint")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clips = toy_clip_set(10, frames=40, kind="joint")
+    init_output_layers(model, clips, "kaiming", mean=0.0, std=1.0, crop_frames=32)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
+    assert model.emotion_layer.weight.std() > 0.2  # Kaiming-normal for 7 inputs: std ~0.53
+    with pytest.raises(ValueError, match="output_init"):
+        train("joint", clips, clips, mean=0.0, std=1.0, config=TrainConfig(output_init="median"), seed=0,
               progress=False)
+
+
+def test_validation_scores_a_copy_with_precise_batchnorm_statistics():
+    from midlevel_emotion.training import _inference_model
+    torch.manual_seed(0)
+    from midlevel_emotion.models import build_model
+    model = build_model("a2mid")
+    clips = toy_clip_set(8, frames=40)
+    config = TrainConfig(crop_seconds=1.0, precise_bn=True)
+    bn = model.trunk.features[1]
+    running_before = bn.running_mean.clone()
+    scored = _inference_model(model, clips, config, mean=0.0, std=1.0, device="cpu")
+    # The training model keeps its running averages; the scored copy has re-estimated ones
+    assert scored is not model and torch.equal(bn.running_mean, running_before)
+    assert not torch.allclose(scored.trunk.features[1].running_mean, running_before)
+    assert _inference_model(model, clips, TrainConfig(crop_seconds=1.0, precise_bn=False), mean=0.0, std=1.0,
+                            device="cpu") is model

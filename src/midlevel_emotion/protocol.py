@@ -60,8 +60,8 @@ class Context:
                       batch_size=t["batch_size"], learning_rate=t["learning_rate"],
                       max_epochs=t["max_epochs"], patience=t["patience"],
                       eval_hop_seconds=t["eval_hop_seconds"], last_kernel_size=t["last_kernel_size"],
-                      dropout=t["dropout"], precise_bn=t["precise_bn"],
-                      output_bias_init=t["output_bias_init"])
+                      dropout=t["dropout"], precise_bn=t["precise_bn"], precise_bn_clips=t["precise_bn_clips"],
+                      output_init=t["output_init"])
         values.update(overrides)
         return TrainConfig(**values)
 
