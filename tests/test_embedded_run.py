@@ -1,9 +1,10 @@
 """The committed embedded run: its metrics are the ones dvc.lock records, and they beat the
-baselines by the margins measured when they were committed (with headroom).
+predict-the-train-mean baseline by the margins measured when they were committed (with headroom).
 
-A constant (predict-the-train-mean) predictor has no correlation with the targets, so in the
-paper's metric (Pearson r) the learned models must be clearly above 0. MSE against the
-train-mean baseline is checked where the models do beat it (see README, "Calibration").
+A constant predictor has no correlation with the targets, so in the paper's metric (Pearson r)
+the learned models must be clearly above 0. In mean squared error each model is set against
+predicting every test clip as the mean of its run's training targets (``calibration`` in
+``metrics/evaluate.json``; ratio = model MSE / baseline MSE, mean over runs).
 """
 
 import hashlib
@@ -33,37 +34,63 @@ def test_committed_metrics_are_the_locked_outputs():
     assert checked == 5  # a2mid, mid2e, a2e, joint, evaluate
 
 
-def mean_over_runs(runs: dict, *keys: str) -> float:
-    values = []
-    for run in runs.values():
-        for key in keys:
-            run = run[key]
-        values.append(run)
-    return float(np.mean(values))
-
-
-@pytest.mark.parametrize("model,keys,minimum", [
-    ("a2e", ("emotions", "mean"), 0.35),      # measured 0.51
-    ("joint", ("emotions", "mean"), 0.12),    # measured 0.21
-    ("joint", ("midlevel", "mean"), 0.15),    # measured 0.27
-])
-def test_end_to_end_models_correlate_clearly(model, keys, minimum):
-    runs = metrics(model)[model]
+def runs_of(model: str) -> list[dict]:
+    source = {"a2e": "a2e", "joint": "joint", "a2mid2e": "mid2e", "mid2e": "mid2e"}[model]
+    runs = list(metrics(source)[model].values())
     assert len(runs) == 3
-    assert mean_over_runs(runs, *keys) > minimum
-    assert all(run[keys[0]]["mean"] > 0 for run in runs.values())
+    return runs
 
 
-def test_mid_level_routes_beat_the_train_mean_baseline():
-    mid2e = metrics("mid2e")
-    assert mean_over_runs(mid2e["a2mid2e"], "mean") > 0.55  # measured 0.72
-    assert mean_over_runs(mid2e["mid2e"], "mean") > 0.9     # measured 0.97
-    for model in ("mid2e", "a2mid2e"):
-        for run in mid2e[model].values():
-            assert run["mse"]["model"] < 0.75 * run["mse"]["train_mean_baseline"]  # measured <= 0.56
-    plus = metrics("a2mid")["a2mid_plus"]
-    assert plus["test"]["mean"] > 0.35  # measured 0.50
-    assert plus["test_mse"]["midlevel"]["model"] < 0.95 * plus["test_mse"]["midlevel"]["train_mean_baseline"]  # 0.81
+def per_run_r(model: str, group: str) -> np.ndarray:
+    if model in ("a2mid2e", "mid2e"):
+        return np.array([run["mean"] for run in runs_of(model)])
+    return np.array([run[group]["mean"] for run in runs_of(model)])
+
+
+@pytest.mark.parametrize("model,group,minimum", [
+    ("a2e", "emotions", 0.5),        # measured 0.69 (runs 0.63, 0.70, 0.74)
+    ("joint", "emotions", 0.5),      # measured 0.71 (0.63, 0.74, 0.78)
+    ("joint", "midlevel", 0.3),      # measured 0.48 (0.45, 0.47, 0.52)
+    ("a2mid2e", "emotions", 0.55),   # measured 0.72 (0.64, 0.74, 0.77)
+    ("mid2e", "emotions", 0.9),      # measured 0.97
+])
+def test_every_run_correlates_clearly(model, group, minimum):
+    r = per_run_r(model, group)
+    assert r.mean() > minimum
+    assert (r > minimum - 0.2).all()
+
+
+@pytest.mark.parametrize("model,minimum", [("a2mid_plus", 0.45), ("a2mid", 0.3)])  # measured 0.62, 0.45
+def test_a2mid_models_correlate_clearly(model, minimum):
+    assert metrics("a2mid")[model]["test"]["mean"] > minimum
+
+
+# (model, targets) -> (largest mean MSE ratio, fewest runs better than the baseline)
+MSE_MARGINS = {
+    ("mid2e", "emotions"): (0.15, 3),       # measured 0.07, 3 of 3
+    ("a2mid2e", "emotions"): (0.65, 3),     # measured 0.48, 3 of 3
+    ("a2e", "emotions"): (0.9, 3),          # measured 0.77 (0.81, 0.88, 0.62)
+    ("joint", "emotions"): (0.85, 2),       # measured 0.69 (1.04, 0.51, 0.53): run 0 is 4 % worse
+    ("joint", "midlevel"): (0.9, 3),        # measured 0.77 (0.86, 0.72, 0.73)
+    ("a2mid_plus", "midlevel"): (0.75, 1),  # measured 0.58, one model
+    ("a2mid", "midlevel"): (0.95, 1),       # measured 0.88, one model
+}
+
+
+@pytest.mark.parametrize("model,group", sorted(MSE_MARGINS))
+def test_models_beat_the_train_mean_baseline_in_mse(model, group):
+    calibration = metrics("evaluate")["calibration"][model][group]
+    largest_ratio, fewest_better = MSE_MARGINS[(model, group)]
+    assert calibration["ratio"] < largest_ratio
+    assert calibration["runs_better"] >= fewest_better
+
+
+def test_calibration_ratios_match_the_per_run_metrics():
+    """The evaluate stage's ratios are the training stages' own MSEs, not a second computation."""
+    runs = runs_of("a2e")
+    ratio = np.mean([r["test_mse"]["emotions"]["model"] / r["test_mse"]["emotions"]["train_mean_baseline"]
+                     for r in runs])
+    assert metrics("evaluate")["calibration"]["a2e"]["emotions"]["ratio"] == pytest.approx(ratio, abs=1e-3)
 
 
 def test_a2mid_for_a2mid2e_never_saw_a_soundtracks_clip():

@@ -7,7 +7,7 @@ import torch
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES, artist_disjoint_split, holdout, random_split
 from midlevel_emotion.scores import fit_linear, pearson
 from midlevel_emotion.training import (CheckpointError, ClipSet, TrainConfig, crop, load_checkpoint, predict,
-                                       init_output_layers, recalibrate_batchnorm, save_checkpoint, train, window_starts)
+                                       init_output_layers, recalibrate_batchnorm, recenter_output_bias, save_checkpoint, train, window_starts)
 
 import pandas as pd
 
@@ -197,3 +197,25 @@ def test_validation_scores_a_copy_with_precise_batchnorm_statistics():
     assert not torch.allclose(scored.trunk.features[1].running_mean, running_before)
     assert _inference_model(model, clips, TrainConfig(crop_seconds=1.0, precise_bn=False), mean=0.0, std=1.0,
                             device="cpu") is model
+
+
+@pytest.mark.parametrize("kind", ["a2e", "joint"])
+def test_recenter_output_bias_moves_the_mean_prediction_onto_the_train_mean_and_keeps_r(kind):
+    from midlevel_emotion.models import build_model
+    torch.manual_seed(0)
+    model = build_model(kind).eval()
+    clips = toy_clip_set(10, frames=40, kind=kind)
+    clips.targets[:] += 2.0  # far from where the untrained model predicts
+    kw = dict(mean=0.0, std=1.0, crop_frames=32, hop_frames=8)
+    before = predict(model, clips.spectrograms, **kw)
+    weight = model.emotion_layer.weight.detach().clone() if kind == "joint" else None
+    shift = recenter_output_bias(model, clips, **kw)
+    after = predict(model, clips.spectrograms, **kw)
+    assert np.allclose(after.mean(0), clips.targets.mean(0), atol=1e-4)
+    assert np.allclose(after - before, shift, atol=1e-4)  # one constant per output
+    assert np.allclose(pearson(clips.targets, after), pearson(clips.targets, before), atol=1e-5)
+    if kind == "joint":  # only biases move; emotions stay the same linear map of the mid-level outputs
+        assert torch.equal(model.emotion_layer.weight, weight)
+        mid, emo = after[:, :7], after[:, 7:]
+        expected = mid @ weight.numpy().T + model.emotion_layer.bias.detach().numpy()
+        assert np.allclose(emo, expected, atol=1e-4)

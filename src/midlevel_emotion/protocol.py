@@ -61,7 +61,8 @@ class Context:
                       max_epochs=t["max_epochs"], patience=t["patience"],
                       eval_hop_seconds=t["eval_hop_seconds"], last_kernel_size=t["last_kernel_size"],
                       dropout=t["dropout"], precise_bn=t["precise_bn"], precise_bn_clips=t["precise_bn_clips"],
-                      output_init=t["output_init"])
+                      output_init=t["output_init"],
+                      recenter_output_bias=t["recenter_output_bias"])
         values.update(overrides)
         return TrainConfig(**values)
 

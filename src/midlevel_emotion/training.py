@@ -4,9 +4,9 @@ The loop is the paper's (Section 5): Adam, learning rate 0.0005, batch 8, MSE lo
 model: mid-level MSE + emotion MSE), one random crop of each clip per epoch, early stopping on
 the validation set's mean Pearson r with a patience, keeping the best epoch's weights.
 
-Two switches (``precise_bn``, ``output_init``) adapt the loop to the embedded default's few
-hundred steps; the paper profile turns both off (see :func:`recalibrate_batchnorm` and
-:func:`init_output_layers`).
+Three switches (``precise_bn``, ``output_init``, ``recenter_output_bias``) adapt the loop to the
+embedded default's few hundred steps; the paper profile turns them off (see
+:func:`recalibrate_batchnorm`, :func:`init_output_layers` and :func:`recenter_output_bias`).
 
 Evaluation predicts every window of a clip (crop length, hop ``eval_hop_seconds``) and
 averages the predictions, so the score uses the whole clip rather than one arbitrary crop.
@@ -56,6 +56,7 @@ class TrainConfig:
     precise_bn: bool = True  # re-estimate the kept model's BatchNorm statistics with dropout off
     precise_bn_clips: int = 64  # training clips (one crop each) those statistics are estimated from
     output_init: str = "kaiming"  # or "train_mean": the untrained model predicts the train targets' mean
+    recenter_output_bias: bool = False  # shift the kept model's output biases onto the train targets' mean
 
     @property
     def crop_frames(self) -> int:
@@ -253,6 +254,46 @@ def init_output_layers(model: torch.nn.Module, train_set: ClipSet, how: str = "t
             model.emotion_layer.bias.copy_(torch.as_tensor(bias, dtype=f.dtype, device=f.device))
 
 
+def recenter_output_bias(model: torch.nn.Module, train_set: ClipSet, *, mean: float, std: float,
+                         crop_frames: int, hop_frames: int, device: str | torch.device = "cpu") -> np.ndarray:
+    """Shift the output biases so the model's mean prediction over the training clips is their targets' mean.
+
+    The kept model, in inference mode, can be offset from the training targets by a constant:
+    dropout and BatchNorm behave differently in training and inference, and ~150 steps do not
+    wash that out. Only the biases move, by a constant per output, so every Pearson r (and so
+    early stopping) is unchanged, and for the Joint model the emotions stay a linear function
+    of the mid-level outputs (the mid-level shift is passed through the 7->8 layer first).
+
+    Parameters
+    ----------
+    train_set : ClipSet
+        Training clips and targets (Joint: 7 mid-level then 8 emotion columns).
+    crop_frames, hop_frames : int
+        The windows :func:`predict` averages, so the shift is measured as the model is used.
+
+    Returns
+    -------
+    np.ndarray
+        The shift added to the model's outputs (Joint: mid-level then emotions).
+    """
+    prediction = predict(model, train_set.spectrograms, mean=mean, std=std, crop_frames=crop_frames,
+                         hop_frames=hop_frames, device=device)
+    delta = np.asarray(train_set.targets, dtype=np.float64).mean(axis=0) - prediction.mean(axis=0)
+    with torch.no_grad():
+        if hasattr(model, "head"):
+            model.head.bias.add_(torch.as_tensor(delta, dtype=model.head.bias.dtype, device=model.head.bias.device))
+            return delta
+        n_mid = model.midlevel_layer.out_features  # Joint: trunk -> midlevel_layer -> emotion_layer
+        weight = model.emotion_layer.weight.detach().cpu().numpy().astype(np.float64)
+        passed = weight @ delta[:n_mid]  # what the mid-level shift does to the emotions
+        emotion_delta = delta[n_mid:] - passed
+        model.midlevel_layer.bias.add_(torch.as_tensor(delta[:n_mid], dtype=model.midlevel_layer.bias.dtype,
+                                                       device=model.midlevel_layer.bias.device))
+        model.emotion_layer.bias.add_(torch.as_tensor(emotion_delta, dtype=model.emotion_layer.bias.dtype,
+                                                      device=model.emotion_layer.bias.device))
+    return delta
+
+
 def _inference_model(model: torch.nn.Module, train_set: ClipSet, config: TrainConfig, *, mean: float, std: float,
                      device: str | torch.device) -> torch.nn.Module:
     """The model as it would be kept if this epoch were the best one.
@@ -367,6 +408,9 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
         if epoch - best_epoch >= config.patience:
             break
     model.load_state_dict(best_state)
+    if config.recenter_output_bias:
+        recenter_output_bias(model, train_set, mean=mean, std=std, crop_frames=n_frames,
+                             hop_frames=config.hop_frames, device=device)
     model.eval()
     return TrainResult(model, history, best_epoch, stopped_early=len(history) < config.max_epochs)
 
