@@ -56,3 +56,14 @@ def test_missing_keys_name_the_file(tmp_path):
         section(params, "train.patience")
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")
+
+
+def test_training_config_names_the_file_for_a_missing_train_key(tmp_path):
+    from midlevel_emotion.protocol import Context
+    text = (ROOT / "params.yaml").read_text()
+    path = tmp_path / "old-params.yaml"
+    path.write_text(text.replace("  recenter_output_bias: true\n", ""))  # a file from before the switch
+    ctx = Context(labels=None, stores={}, params=load_params(path))
+    with pytest.raises(ParamsError, match=r"old-params.yaml: missing key 'train.recenter_output_bias'"):
+        ctx.config()
+    assert Context(labels=None, stores={}, params=load_params(ROOT / "params.yaml")).config().output_init == "train_mean"

@@ -25,10 +25,15 @@ from .corpus import (EMOTIONS, MIDLEVEL_FEATURES, Labels, Split, align, artist_d
                      load_labels, random_split)
 from .scores import fit_linear, mse_vs_baseline, pearson
 from .features import SpectrogramStore
+from .params import section
 from .training import (ClipSet, TrainConfig, atomic_write_text, load_checkpoint, params_hash, predict,
                        save_checkpoint, train, write_history, write_json)
 
 NOT_RUN_FILE = "NOT_RUN.md"
+#: The ``train`` params that become :class:`TrainConfig` fields (``fps`` comes from ``spectrogram``).
+TRAIN_KEYS = ("crop_seconds", "batch_size", "learning_rate", "max_epochs", "patience", "eval_hop_seconds",
+              "last_kernel_size", "dropout", "precise_bn", "precise_bn_clips", "output_init",
+              "recenter_output_bias")
 
 
 @dataclass
@@ -55,14 +60,9 @@ class Context:
         return [int(s) for s in self.params["runs"]["seeds"]]
 
     def config(self, **overrides: Any) -> TrainConfig:
-        t = self.params["train"]
-        values = dict(crop_seconds=t["crop_seconds"], fps=self.params["spectrogram"]["fps"],
-                      batch_size=t["batch_size"], learning_rate=t["learning_rate"],
-                      max_epochs=t["max_epochs"], patience=t["patience"],
-                      eval_hop_seconds=t["eval_hop_seconds"], last_kernel_size=t["last_kernel_size"],
-                      dropout=t["dropout"], precise_bn=t["precise_bn"], precise_bn_clips=t["precise_bn_clips"],
-                      output_init=t["output_init"],
-                      recenter_output_bias=t["recenter_output_bias"])
+        """The training hyperparameters; a key missing from params.yaml names the file and the key."""
+        values = {key: section(self.params, f"train.{key}") for key in TRAIN_KEYS}
+        values["fps"] = section(self.params, "spectrogram.fps")
         values.update(overrides)
         return TrainConfig(**values)
 

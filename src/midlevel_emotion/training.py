@@ -58,6 +58,10 @@ class TrainConfig:
     output_init: str = "kaiming"  # or "train_mean": the untrained model predicts the train targets' mean
     recenter_output_bias: bool = False  # shift the kept model's output biases onto the train targets' mean
 
+    def __post_init__(self) -> None:
+        if self.precise_bn_clips < 1:
+            raise ValueError(f"precise_bn_clips must be at least 1, got {self.precise_bn_clips}")
+
     @property
     def crop_frames(self) -> int:
         # 10 s at 31.25 fps = 312.5 -> 313, the paper's input length
@@ -158,6 +162,15 @@ def predict(model: torch.nn.Module, spectrograms: list[np.ndarray], *, mean: flo
     return np.stack([flat[owner_arr == i].mean(axis=0) for i in range(len(spectrograms))])
 
 
+def _centre_crop_batches(spectrograms: list[np.ndarray], crop_frames: int, *, mean: float, std: float,
+                         batch_size: int = 32, device: str | torch.device = "cpu"):
+    """Standardised model inputs, one crop from the middle of each clip, in batches."""
+    for b in range(0, len(spectrograms), batch_size):
+        batch = np.stack([crop(spec, crop_frames, max(0, (spec.shape[0] - crop_frames) // 2))
+                          for spec in spectrograms[b:b + batch_size]])
+        yield _normalise(batch, mean, std).to(device)
+
+
 def recalibrate_batchnorm(model: torch.nn.Module, spectrograms: list[np.ndarray], *, mean: float, std: float,
                           crop_frames: int, batch_size: int = 32,
                           device: str | torch.device = "cpu") -> None:
@@ -191,13 +204,17 @@ def recalibrate_batchnorm(model: torch.nn.Module, spectrograms: list[np.ndarray]
     for m in norms:
         m.train()  # only the BatchNorm layers collect statistics; dropout stays off
     with torch.no_grad():
-        for b in range(0, len(spectrograms), batch_size):
-            batch = np.stack([crop(spec, crop_frames, max(0, (spec.shape[0] - crop_frames) // 2))
-                              for spec in spectrograms[b:b + batch_size]])
-            model(_normalise(batch, mean, std).to(device))
+        for x in _centre_crop_batches(spectrograms, crop_frames, mean=mean, std=std, batch_size=batch_size,
+                                      device=device):
+            model(x)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()
+
+
+def _like(values: np.ndarray, parameter: torch.Tensor) -> torch.Tensor:
+    """``values`` as a tensor of the parameter's dtype and device."""
+    return torch.as_tensor(values, dtype=parameter.dtype, device=parameter.device)
 
 
 OUTPUT_INITS = ("kaiming", "train_mean")
@@ -236,12 +253,8 @@ def init_output_layers(model: torch.nn.Module, train_set: ClipSet, how: str = "t
     recalibrate_batchnorm(model, train_set.spectrograms, mean=mean, std=std, crop_frames=crop_frames,
                           device=device)
     with torch.no_grad():
-        features = []
-        for b in range(0, len(train_set.spectrograms), 32):
-            batch = np.stack([crop(spec, crop_frames, max(0, (spec.shape[0] - crop_frames) // 2))
-                              for spec in train_set.spectrograms[b:b + 32]])
-            features.append(model.trunk(_normalise(batch, mean, std).to(device)))
-        f = torch.cat(features).mean(0)
+        f = torch.cat([model.trunk(x) for x in _centre_crop_batches(train_set.spectrograms, crop_frames, mean=mean,
+                                                                    std=std, device=device)]).mean(0)
         targets = np.asarray(train_set.targets, dtype=np.float64)
         t = torch.as_tensor(targets.mean(axis=0), dtype=f.dtype, device=f.device)
         if hasattr(model, "head"):
@@ -250,8 +263,8 @@ def init_output_layers(model: torch.nn.Module, train_set: ClipSet, how: str = "t
             n_mid = model.midlevel_layer.out_features
             model.midlevel_layer.bias.copy_(t[:n_mid] - model.midlevel_layer.weight @ f)
             weight, bias = fit_linear(targets[:, :n_mid], targets[:, n_mid:])
-            model.emotion_layer.weight.copy_(torch.as_tensor(weight, dtype=f.dtype, device=f.device))
-            model.emotion_layer.bias.copy_(torch.as_tensor(bias, dtype=f.dtype, device=f.device))
+            model.emotion_layer.weight.copy_(_like(weight, model.emotion_layer.weight))
+            model.emotion_layer.bias.copy_(_like(bias, model.emotion_layer.bias))
 
 
 def recenter_output_bias(model: torch.nn.Module, train_set: ClipSet, *, mean: float, std: float,
@@ -281,16 +294,13 @@ def recenter_output_bias(model: torch.nn.Module, train_set: ClipSet, *, mean: fl
     delta = np.asarray(train_set.targets, dtype=np.float64).mean(axis=0) - prediction.mean(axis=0)
     with torch.no_grad():
         if hasattr(model, "head"):
-            model.head.bias.add_(torch.as_tensor(delta, dtype=model.head.bias.dtype, device=model.head.bias.device))
+            model.head.bias.add_(_like(delta, model.head.bias))
             return delta
         n_mid = model.midlevel_layer.out_features  # Joint: trunk -> midlevel_layer -> emotion_layer
         weight = model.emotion_layer.weight.detach().cpu().numpy().astype(np.float64)
-        passed = weight @ delta[:n_mid]  # what the mid-level shift does to the emotions
-        emotion_delta = delta[n_mid:] - passed
-        model.midlevel_layer.bias.add_(torch.as_tensor(delta[:n_mid], dtype=model.midlevel_layer.bias.dtype,
-                                                       device=model.midlevel_layer.bias.device))
-        model.emotion_layer.bias.add_(torch.as_tensor(emotion_delta, dtype=model.emotion_layer.bias.dtype,
-                                                      device=model.emotion_layer.bias.device))
+        model.midlevel_layer.bias.add_(_like(delta[:n_mid], model.midlevel_layer.bias))
+        # what the mid-level shift already does to the emotions is passed through the 7->8 layer
+        model.emotion_layer.bias.add_(_like(delta[n_mid:] - weight @ delta[:n_mid], model.emotion_layer.bias))
     return delta
 
 
@@ -305,8 +315,6 @@ def _inference_model(model: torch.nn.Module, train_set: ClipSet, config: TrainCo
     """
     if not config.precise_bn:
         return model
-    if config.precise_bn_clips < 1:
-        raise ValueError(f"precise_bn_clips must be at least 1, got {config.precise_bn_clips}")
     # An evenly spaced, fixed subset: every epoch is scored with statistics from the same clips,
     # and the cost per epoch stays bounded on the 5000-clip mid-level set.
     n = len(train_set.spectrograms)
