@@ -6,10 +6,8 @@
 import argparse
 import sys
 
-from midlevel_emotion.features import build_spectrogram_stores
-from midlevel_emotion.params import load_params, section
-
-SPECTROGRAM_KEYS = ("frame_size", "fps", "bands_per_octave", "fmin", "fmax")
+from midlevel_emotion.params import load_params, section, spectrogram_settings
+from midlevel_emotion.store import build_spectrogram_stores
 
 
 def main() -> int:
@@ -23,9 +21,8 @@ def main() -> int:
         stats = build_spectrogram_stores(
             args.resampled,
             args.out,
+            spectrogram_settings(params),
             jobs=section(params, "spectrogram.jobs"),
-            sample_rate=section(params, "resample.sample_rate"),
-            **{key: section(params, f"spectrogram.{key}") for key in SPECTROGRAM_KEYS},
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -14,7 +14,8 @@ from midlevel_emotion import explanation as ex
 from midlevel_emotion import figures
 from midlevel_emotion.audio import AudioError
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.features import spectrogram_params, write_spectrogram_store
+from midlevel_emotion.features import spectrogram_params
+from midlevel_emotion.store import write_spectrogram_store
 from midlevel_emotion.models import build_model
 from midlevel_emotion.training import CheckpointError, ClipSet, TrainConfig, predict, save_checkpoint, train
 

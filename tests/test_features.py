@@ -15,13 +15,15 @@ import pytest
 import scipy.signal
 
 from midlevel_emotion.features import (
-    InvalidStoreError,
-    SpectrogramStore,
-    build_spectrogram_stores,
     frame_signal,
     log_filtered_spectrogram,
     logarithmic_filterbank,
     n_frames_for,
+)
+from midlevel_emotion.store import (
+    InvalidStoreError,
+    SpectrogramStore,
+    build_spectrogram_stores,
     write_spectrogram_store,
 )
 

@@ -39,7 +39,8 @@ import torch
 from . import audio
 from .corpus import EMOTIONS, MIDLEVEL_FEATURES, load_labels
 from .scores import pearson
-from .features import SpectrogramStore, log_filtered_spectrogram
+from .features import log_filtered_spectrogram
+from .store import SpectrogramStore
 from .training import CheckpointError, crop, load_checkpoint, predict, window_starts
 
 #: The checkpoint :func:`explain` uses by default: the Joint model of the pipeline's first run

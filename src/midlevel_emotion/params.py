@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from .constants import SpectrogramSettings
+
 
 class ParamsError(KeyError):
     """A required key is missing from params.yaml; the message names the file and the key."""
@@ -36,3 +38,14 @@ def section(params: dict[str, Any], dotted_key: str) -> Any:
             raise ParamsError(f"{params.get('_path', 'params.yaml')}: missing key '{dotted_key}'")
         value = value[part]
     return value
+
+
+def spectrogram_settings(params: dict[str, Any]) -> SpectrogramSettings:
+    """The spectrogram settings params.yaml defines (``resample.sample_rate`` + ``spectrogram.*``)."""
+    values = {"sample_rate": section(params, "resample.sample_rate")}
+    for name in ("frame_size", "fps", "bands_per_octave", "fmin", "fmax"):
+        values[name] = section(params, f"spectrogram.{name}")
+    try:
+        return SpectrogramSettings(**values)
+    except ValueError as exc:
+        raise ParamsError(f"{params.get('_path', 'params.yaml')}: spectrogram settings: {exc}") from None

@@ -24,7 +24,7 @@ import numpy as np
 from .corpus import (EMOTIONS, MIDLEVEL_FEATURES, Labels, Split, align, artist_disjoint_split, holdout,
                      load_labels, random_split)
 from .scores import fit_linear, mse_vs_baseline, pearson
-from .features import SpectrogramStore
+from .store import SpectrogramStore
 from .params import section
 from .training import (ClipSet, TrainConfig, atomic_write_text, load_checkpoint, params_hash, predict,
                        save_checkpoint, train, write_history, write_json)
