@@ -1,6 +1,6 @@
 """DVC stage `evaluate`: Tables 2 and 3, the cost of explainability with paired tests, and the report.
 
-    python stages/evaluate.py --metrics-dir metrics --models models --raw data/raw \
+    python stages/evaluate.py --results results --models models --raw data/raw \
         --reference reference/paper.json --out-metrics metrics/evaluate.json \
         --report reports/evaluation.md --params params.yaml
 
@@ -12,14 +12,15 @@ import argparse
 import sys
 
 from midlevel_emotion.evaluation import EvaluationError, evaluate
+from midlevel_emotion.fileio import write_json, write_text
 from midlevel_emotion.params import load_params
-from midlevel_emotion.training import atomic_write_text, write_json
+from midlevel_emotion.results import ResultsError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--metrics-dir", default="metrics", help="the training stages' metrics JSON")
-    parser.add_argument("--models", default="models", help="models/ (linear.json, checkpoints)")
+    parser.add_argument("--results", default="results", help="the training stages' results folders")
+    parser.add_argument("--models", default="models", help="models/ (linear.json, Joint checkpoints)")
     parser.add_argument("--raw", default="data/raw", help="data/raw (synthetic_truth.json, if any)")
     parser.add_argument("--reference", default="reference/paper.json", help="the paper's published values")
     parser.add_argument("--out-metrics", required=True, help="scalar metrics JSON to write")
@@ -27,12 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.metrics_dir, args.models, args.raw, args.reference, load_params(args.params))
-    except EvaluationError as err:
+        result = evaluate(args.results, args.models, args.raw, args.reference, load_params(args.params))
+    except (EvaluationError, ResultsError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 1
     write_json(args.out_metrics, result["metrics"])
-    atomic_write_text(args.report, result["report"])
+    write_text(args.report, result["report"])
     not_run = ", ".join(sorted(result["not_run"])) or "none"
     print(f"evaluate: {len(result['seeds'])} runs on the {result['corpus']} corpus; not run: {not_run}; "
           f"wrote {args.out_metrics} and {args.report}")

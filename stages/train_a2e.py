@@ -1,6 +1,6 @@
 """DVC stage `train_a2e`: the A2E baseline, one model per run (seed and split).
 
-    python stages/train_a2e.py --models models/a2e --metrics metrics/a2e.json --plots plots/training/a2e
+    python stages/train_a2e.py --models models/a2e --results results/a2e --metrics metrics/a2e.json --plots plots/training/a2e
 """
 
 from _common import parse
@@ -8,7 +8,7 @@ from _common import parse
 from midlevel_emotion.protocol import Context, train_emotion_runs
 
 if __name__ == "__main__":
-    args, params = parse(__doc__.splitlines()[0], "models", "metrics", "plots")
+    args, params = parse(__doc__.splitlines()[0], "models", "results", "metrics", "plots")
     metrics = train_emotion_runs(Context.load(args.raw, args.spectrograms, params), "a2e",
-                                 args.models, args.metrics, args.plots)
+                                 args.models, args.results, args.metrics, args.plots)
     print("train_a2e:", metrics.get("status") or "per-run Pearson r in " + args.metrics)

@@ -6,23 +6,20 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.evaluation import (EvaluationError, collect_runs, evaluate, list_paths, min_wilcoxon_p,
-                                         paired_tests, read_truth_weights, weights_vs_truth)
+from midlevel_emotion.collect import EvaluationError, read_truth_weights
+from midlevel_emotion.evaluation import evaluate
+from midlevel_emotion.results import score_records, split_records, write_not_run, write_stage
+from midlevel_emotion.statistics import calibration, list_paths, min_wilcoxon_p, paired_tests, weights_vs_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "reference" / "paper.json"
 SEEDS = [0, 1, 2, 3, 4]
 OFFSETS = np.array([-0.02, -0.01, 0.0, 0.01, 0.02])  # per-seed shift: valence 0.69 ... 0.73
-
-
-def _scores(names, row):
-    d = {n: round(float(v), 4) for n, v in zip(names, row)}
-    d["mean"] = round(float(np.mean(row)), 4)
-    return d
 
 
 def designed_values():
@@ -46,44 +43,72 @@ def clip_ids(seed):
     return [f"{seed * 10 + k:03d}" for k in range(4)]
 
 
-def write_fixture(tmp_path, values=None, seeds=SEEDS, joint_seeds=None, truth=None):
-    """Metrics and models exactly as protocol.py writes them, for ``seeds``."""
+def song_ids():
+    """Soundtracks clip -> mid-level song id (the synthetic layout: clip 003 is song 1003)."""
+    return {f"{k:03d}": str(1000 + k) for k in range(100)}
+
+
+def records(model, seed, names, r, split, *, mse=None, baseline=0.02, **kwargs):
+    """One run's records as ``results.score_records`` makes them, with the designed r (and MSE)."""
+    y = np.random.default_rng(seed).uniform(size=(4, len(names)))
+    tested = bool(split.get("test"))
+    out = score_records(model, seed, names, split, y_train=y, y_test=y if tested else None,
+                        prediction=y + 0.1 if tested else None, **kwargs)
+    for rec, value in zip(out, r):
+        rec["r"] = round(float(value), 4)
+        if tested:
+            rec.update(mse=baseline / 2 if mse is None else mse, baseline_mse=baseline)
+    return out
+
+
+def emotion_split(seed, test=None):
+    return {"train": [f"{100 + seed * 10 + k:03d}" for k in range(6)], "validation": ["099"],
+            "test": test or clip_ids(seed)}
+
+
+def write_fixture(tmp_path, values=None, seeds=SEEDS, joint_seeds=None, truth=None, a2mid_trained_on=("5000",)):
+    """Results folders written by ``results.write_stage``, exactly as the training stages write them."""
     v = values or designed_values()
-    metrics, models = tmp_path / "metrics", tmp_path / "models"
-    (metrics).mkdir(parents=True, exist_ok=True)
+    results, models = tmp_path / "results", tmp_path / "models"
     (models / "mid2e").mkdir(parents=True, exist_ok=True)
     (tmp_path / "raw").mkdir(exist_ok=True)
 
-    def run(i, emo, mid=None):
-        r = {"best_epoch": 3, "epochs": 5, "n_train": 60, "n_validation": 10, "n_test": 4,
-             "emotions": _scores(EMOTIONS, emo)}
-        if mid is not None:
-            r["midlevel"] = _scores(MIDLEVEL_FEATURES, mid)
-        return r
+    def stage(name, runs):
+        recs, splits = [], []
+        for model, seed, names, r, split, kwargs in runs:
+            recs += records(model, seed, names, r, split, **kwargs)
+            splits += split_records(model, seed, split, None if name == "a2mid" else song_ids())
+        write_stage(results / name, tmp_path / "metrics" / f"{name}.json", recs, splits, {"excluded_clips": 0})
 
-    (metrics / "a2e.json").write_text(json.dumps(
-        {"a2e": {f"seed_{s}": run(i, v["a2e"][i]) for i, s in enumerate(seeds)}, "excluded_clips": 0}))
+    nets = {"best_epoch": 3, "epochs": 5}
+    stage("a2e", [("a2e", s, EMOTIONS, v["a2e"][i], emotion_split(s), nets) for i, s in enumerate(seeds)])
     js = joint_seeds if joint_seeds is not None else seeds
-    (metrics / "joint.json").write_text(json.dumps(
-        {"joint": {f"seed_{s}": run(i, v["joint"][i], v["joint_mid"][i]) for i, s in enumerate(js)},
-         "excluded_clips": 0}))
-    (metrics / "mid2e.json").write_text(json.dumps(
-        {"mid2e": {f"seed_{s}": _scores(EMOTIONS, v["mid2e"][i]) for i, s in enumerate(seeds)},
-         "a2mid2e": {f"seed_{s}": _scores(EMOTIONS, v["a2mid2e"][i]) for i, s in enumerate(seeds)},
-         "excluded_clips": 0}))
+    stage("joint", [("joint", s, MIDLEVEL_FEATURES + EMOTIONS, np.r_[v["joint_mid"][i], v["joint"][i]],
+                     emotion_split(s), nets) for i, s in enumerate(js)])
+    fit = {s: {"train": emotion_split(s)["train"] + ["099"], "test": clip_ids(s)} for s in seeds}
+    stage("mid2e", [(m, s, EMOTIONS, v[m][i], fit[s], {"upstream": "a2mid_for_a2mid2e" if m == "a2mid2e" else ""})
+                    for m in ("mid2e", "a2mid2e") for i, s in enumerate(seeds)])
     plus = 0.6 + 0.01 * np.arange(7)
-    (metrics / "a2mid.json").write_text(json.dumps(
-        {"a2mid_plus": {"test": _scores(MIDLEVEL_FEATURES, plus), "best_epoch": 4, "epochs": 9},
-         "a2mid": {"test": _scores(MIDLEVEL_FEATURES, plus - 0.1), "best_epoch": 2, "epochs": 7},
-         "a2mid_for_a2mid2e": {"test": None, "best_epoch": 3, "epochs": 8, "n_soundtracks_clips_seen": 0},
-         "excluded_clips": 0}))
+    st_songs = [song_ids()[i] for i in ("001", "002", "003", "004")]
+    stage("a2mid", [("a2mid_plus", 0, MIDLEVEL_FEATURES, plus, {"train": ["5001", "5002", "1010"], "validation": ["5003"],
+                                                                "test": ["5004", "5005"]}, nets),
+                    ("a2mid", 0, MIDLEVEL_FEATURES, plus - 0.1, {"train": st_songs[:2], "validation": st_songs[2:3],
+                                                                 "test": st_songs[3:]}, nets),
+                    ("a2mid_for_a2mid2e", 0, MIDLEVEL_FEATURES, [np.nan] * 7,
+                     {"train": list(a2mid_trained_on), "validation": ["5006"], "test": []}, nets)])
     w = np.asarray(truth if truth is not None else np.zeros((8, 7)))
     linear = {"mid2e": {}, "a2mid2e": {}, "emotions": list(EMOTIONS), "midlevel_features": list(MIDLEVEL_FEATURES)}
     for s in seeds:
-        linear["mid2e"][f"seed_{s}"] = {"weight": w.tolist(), "bias": [0.0] * 8, "test_ids": clip_ids(s)}
-        linear["a2mid2e"][f"seed_{s}"] = {"weight": (-w).tolist(), "bias": [0.0] * 8, "test_ids": clip_ids(s)}
+        linear["mid2e"][f"seed_{s}"] = {"weight": w.tolist(), "bias": [0.0] * 8}
+        linear["a2mid2e"][f"seed_{s}"] = {"weight": (-w).tolist(), "bias": [0.0] * 8}
     (models / "mid2e" / "linear.json").write_text(json.dumps(linear))
-    return metrics, models, tmp_path / "raw"
+    return results, models, tmp_path / "raw"
+
+
+def truth_file(raw, weights):
+    """``synthetic_truth.json`` in the layout synthetic writes (paper_scale.weights, names on top)."""
+    (raw / "synthetic_truth.json").write_text(json.dumps(
+        {"emotions": list(EMOTIONS), "features": list(MIDLEVEL_FEATURES), "paper_scale": {"weights": weights.tolist()}}))
 
 
 def params(source="synthetic", seeds=SEEDS):
@@ -91,8 +116,8 @@ def params(source="synthetic", seeds=SEEDS):
 
 
 def run_eval(tmp_path, **kwargs):
-    metrics, models, raw = write_fixture(tmp_path, **kwargs)
-    return evaluate(metrics, models, raw, REFERENCE, params())
+    results, models, raw = write_fixture(tmp_path, **kwargs)
+    return evaluate(results, models, raw, REFERENCE, params())
 
 
 def table_row(report, label):
@@ -219,38 +244,66 @@ def test_report_shows_paper_beside_ours_with_difference(tmp_path):
 
 
 def test_report_on_real_corpus_has_no_synthetic_warning(tmp_path):
-    metrics, models, raw = write_fixture(tmp_path)
-    result = evaluate(metrics, models, raw, REFERENCE, params(source="download"))
+    results, models, raw = write_fixture(tmp_path)
+    result = evaluate(results, models, raw, REFERENCE, params(source="download"))
     assert "SYNTHETIC" not in result["report"] and not result["synthetic"]
     assert "explanation_truth" not in result["metrics"]
 
 
 def test_seed_mismatch_raises_naming_files(tmp_path):
-    with pytest.raises(EvaluationError, match=r"paired.*mid2e\.json.*seeds \[0, 1, 2, 3, 4\].*joint\.json.*seeds \[0, 1, 2, 3\]"):
+    with pytest.raises(EvaluationError, match=r"paired.*mid2e/scores\.csv.*seeds \[0, 1, 2, 3, 4\].*joint/scores\.csv.*"
+                                              r"seeds \[0, 1, 2, 3\]"):
         run_eval(tmp_path, joint_seeds=[0, 1, 2, 3])
 
 
 def test_seed_mismatch_with_params_raises(tmp_path):
-    metrics, models, raw = write_fixture(tmp_path)
+    results, models, raw = write_fixture(tmp_path)
     with pytest.raises(EvaluationError, match="runs.seeds"):
-        evaluate(metrics, models, raw, REFERENCE, params(seeds=[0, 1, 2]))
+        evaluate(results, models, raw, REFERENCE, params(seeds=[0, 1, 2]))
+
+
+def rewrite_split(results, stage, model, seed, test):
+    """Replace one run's test clips in a written splits table."""
+    path = results / stage / "splits.csv"
+    splits = pd.read_csv(path, dtype=str)
+    run = (splits["model"] == model) & (splits["seed"] == str(seed)) & (splits["part"] == "test")
+    kept = splits[~run]
+    new = pd.DataFrame(split_records(model, seed, {"test": test}, song_ids()))
+    pd.concat([kept, new.astype(str)]).to_csv(path, index=False)
 
 
 def test_test_id_mismatch_raises_naming_files(tmp_path):
-    metrics, models, raw = write_fixture(tmp_path)
-    save_joint(models / "joint" / "joint_seed_2.pt", np.zeros((8, 7)), 2, clip_ids(2))
-    evaluate(metrics, models, raw, REFERENCE, params())  # same clips: fine
-    save_joint(models / "joint" / "joint_seed_2.pt", np.zeros((8, 7)), 2, clip_ids(3))
-    with pytest.raises(EvaluationError, match=r"seed 2: .*linear\.json.*joint_seed_2\.pt"):
-        evaluate(metrics, models, raw, REFERENCE, params())
+    results, models, raw = write_fixture(tmp_path)
+    evaluate(results, models, raw, REFERENCE, params())  # same clips: fine
+    rewrite_split(results, "joint", "joint", 2, clip_ids(3))
+    with pytest.raises(EvaluationError, match=r"seed 2: .*mid2e/splits\.csv \(mid2e\).*joint/splits\.csv \(joint\)"):
+        evaluate(results, models, raw, REFERENCE, params())
+
+
+def test_leak_check_counts_and_fails_on_an_a2mid_trained_on_test_clips(tmp_path):
+    results, models, raw = write_fixture(tmp_path)
+    result = evaluate(results, models, raw, REFERENCE, params())
+    leaks = result["leak_check"]
+    # 20 distinct test clips over 5 seeds, all with mid-level songs; A2Mid+ trained on one (song 1010)
+    assert leaks["a2mid_for_a2mid2e"] == {"feeds": "a2mid2e", "trained_on": 2, "test_clips_checked": 20,
+                                          "test_clips_seen": 0}
+    assert leaks["a2mid_plus"]["test_clips_seen"] == 1 and leaks["a2mid_plus"]["feeds"] == ""
+    assert leaks["a2mid"]["test_clips_seen"] == 3
+    assert result["metrics"]["leak_check"] == {"a2mid_for_a2mid2e": {"trained_on": 2, "test_clips_checked": 20,
+                                                                     "test_clips_seen": 0}}
+    assert table_row(result["report"], "a2mid_for_a2mid2e") == ["a2mid2e", "2", "0 of 20"]
+    # the A2Mid that A2Mid2E reads saw test clip 042 (song 1042) of seed 4: the evaluation fails
+    write_fixture(tmp_path, a2mid_trained_on=("5000", "1042"))
+    with pytest.raises(EvaluationError, match=r"a2mid_for_a2mid2e, which a2mid2e read\(s\), was trained on 1 .*1042"):
+        evaluate(results, models, raw, REFERENCE, params())
 
 
 def test_not_run_stages_are_reported_not_crashed_on(tmp_path):
-    metrics, models, raw = write_fixture(tmp_path)
+    results, models, raw = write_fixture(tmp_path)
     reason = "No mid-level annotations for the Soundtracks clips: the Joint model is supervised on both."
-    for name in ("joint.json", "mid2e.json", "a2mid.json"):
-        (metrics / name).write_text(json.dumps({"status": "not run", "reason": reason}))
-    result = evaluate(metrics, models, raw, REFERENCE, params(source="local"))
+    for name in ("joint", "mid2e", "a2mid"):
+        write_not_run(results / name, tmp_path / "metrics" / f"{name}.json", name, reason)
+    result = evaluate(results, models, raw, REFERENCE, params(source="local"))
     m = result["metrics"]
     assert set(m["table2"]) == {"a2e"} and m["table3"] == {} and m["n_runs"] == 5
     assert set(result["not_run"]) == {"joint", "joint_midlevel", "mid2e", "a2mid2e", "a2mid_plus", "a2mid"}
@@ -258,6 +311,7 @@ def test_not_run_stages_are_reported_not_crashed_on(tmp_path):
     assert table_row(result["report"], "CoE A2Mid2E")[0] == f"not run: {reason}"
     assert "A2Mid+: not run: " + reason in result["report"]
     assert table_row(result["report"], "**A2E**, ours")[0] == "0.71 ± 0.02"
+    assert json.loads((tmp_path / "metrics" / "joint.json").read_text()) == {"status": "not run", "reason": reason}
 
 
 def test_weights_vs_truth():
@@ -275,24 +329,27 @@ def test_weights_vs_truth():
         weights_vs_truth(truth, truth.T)
 
 
-@pytest.mark.parametrize("layout", ["rows", "features_x_emotions", "named"])
-def test_read_truth_weights_layouts(tmp_path, layout):
+def test_read_truth_weights_rejects_other_layouts(tmp_path):
     truth = np.random.default_rng(1).normal(size=(8, 7)).round(4)
-    value = {"rows": truth.tolist(), "features_x_emotions": truth.T.tolist(),
-             "named": {e: {f: truth[i, j] for j, f in enumerate(MIDLEVEL_FEATURES)} for i, e in enumerate(EMOTIONS)}}
-    path = tmp_path / "synthetic_truth.json"
-    path.write_text(json.dumps({"seed": 1, "emotions": list(EMOTIONS), "midlevel_features": list(MIDLEVEL_FEATURES),
-                                "emotion_weights": value[layout], "bias": [0.0] * 8}))
-    assert np.allclose(read_truth_weights(path), truth)
+    truth_file(tmp_path, truth)
+    assert np.array_equal(read_truth_weights(tmp_path / "synthetic_truth.json"), truth)
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"emotion_weights": truth.tolist()}))
+    with pytest.raises(EvaluationError, match=r"other\.json: not a synthetic truth file"):
+        read_truth_weights(path)
+    path.write_text(json.dumps({"emotions": list(EMOTIONS)[::-1], "features": list(MIDLEVEL_FEATURES),
+                                "paper_scale": {"weights": truth.tolist()}}))
+    with pytest.raises(EvaluationError, match="canonical"):
+        read_truth_weights(path)
 
 
 def test_explanations_scored_against_planted_weights(tmp_path):
     truth = np.random.default_rng(2).normal(0, 0.3, size=(8, 7))
-    metrics, models, raw = write_fixture(tmp_path, truth=truth)  # Mid2E = truth, A2Mid2E = -truth
-    (raw / "synthetic_truth.json").write_text(json.dumps({"emotion_weights": truth.tolist()}))
+    results, models, raw = write_fixture(tmp_path, truth=truth)  # Mid2E = truth, A2Mid2E = -truth
+    truth_file(raw, truth)
     for s in SEEDS:
         save_joint(models / "joint" / f"joint_seed_{s}.pt", 2 * truth + (0.01 * s), s, clip_ids(s))
-    m = evaluate(metrics, models, raw, REFERENCE, params())["metrics"]["explanation_truth"]
+    m = evaluate(results, models, raw, REFERENCE, params())["metrics"]["explanation_truth"]
     assert m["mid2e"]["weight_correlation"]["mean"] == pytest.approx(1.0)
     assert m["mid2e"]["sign_agreement"]["mean"] == 1.0 and m["mid2e"]["n_runs"] == 5
     assert m["a2mid2e"]["weight_correlation"]["mean"] == pytest.approx(-1.0)
@@ -301,16 +358,21 @@ def test_explanations_scored_against_planted_weights(tmp_path):
     assert m["joint"]["weight_correlation"]["std"] is not None
 
 
-def test_metrics_have_no_lists_and_stage_script_writes_outputs(tmp_path):
-    truth = np.random.default_rng(2).normal(size=(8, 7))
-    metrics, models, raw = write_fixture(tmp_path, truth=truth)
-    (raw / "synthetic_truth.json").write_text(json.dumps({"emotion_weights": truth.tolist()}))
-    (tmp_path / "params.yaml").write_text("data:\n  source: synthetic\nruns:\n  seeds: [0, 1, 2, 3, 4]\n")
+def run_stage_script(tmp_path, results, models, raw):
     out, report = tmp_path / "metrics" / "evaluate.json", tmp_path / "reports" / "evaluation.md"
-    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--metrics-dir", str(metrics),
+    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--results", str(results),
                            "--models", str(models), "--raw", str(raw), "--reference", str(REFERENCE),
                            "--out-metrics", str(out), "--report", str(report),
                            "--params", str(tmp_path / "params.yaml")], capture_output=True, text=True)
+    return proc, out, report
+
+
+def test_metrics_have_no_lists_and_stage_script_writes_outputs(tmp_path):
+    truth = np.random.default_rng(2).normal(size=(8, 7))
+    results, models, raw = write_fixture(tmp_path, truth=truth)
+    truth_file(raw, truth)
+    (tmp_path / "params.yaml").write_text("data:\n  source: synthetic\nruns:\n  seeds: [0, 1, 2, 3, 4]\n")
+    proc, out, report = run_stage_script(tmp_path, results, models, raw)
     assert proc.returncode == 0, proc.stderr
     written = json.loads(out.read_text())
     assert list_paths(written) == []
@@ -319,20 +381,20 @@ def test_metrics_have_no_lists_and_stage_script_writes_outputs(tmp_path):
     assert written["explanation_truth"]["mid2e"]["weight_correlation"]["mean"] == pytest.approx(1.0)
     assert "joint" not in written["explanation_truth"]  # no checkpoints: reported, not scored
     assert "## Table 2" in report.read_text()
-    # an inconsistent input is a clear error, not a traceback
-    (metrics / "joint.json").write_text(json.dumps({"joint": {"seed_9": {"emotions": {}}}}))
-    proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--metrics-dir", str(metrics),
-                           "--models", str(models), "--raw", str(raw), "--out-metrics", str(out),
-                           "--report", str(report), "--reference", str(REFERENCE),
-                           "--params", str(tmp_path / "params.yaml")], capture_output=True, text=True)
-    assert proc.returncode == 1 and "evaluate: error:" in proc.stderr and "joint.json" in proc.stderr
+    # an inconsistent input is a clear one-line error, not a traceback
+    scores = pd.read_csv(results / "joint" / "scores.csv")
+    scores[scores["target"] != "valence"].to_csv(results / "joint" / "scores.csv", index=False)
+    proc, _, _ = run_stage_script(tmp_path, results, models, raw)
+    assert proc.returncode == 1 and "evaluate: error:" in proc.stderr and "joint/scores.csv" in proc.stderr
+    assert "lacks the scores of valence" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    (results / "joint" / "scores.csv").write_text("model,seed\na2e,0\n")
+    proc, _, _ = run_stage_script(tmp_path, results, models, raw)
+    assert proc.returncode == 1 and "joint/scores.csv: lacks the column(s) target" in proc.stderr
 
 
 def test_reads_the_truth_file_synthetic_writes(tmp_path):
-    """The real ``synthetic_truth.json`` layout: the paper-scale map under ``paper_scale.weights``."""
-    synthetic = pytest.importorskip("midlevel_emotion.synthetic")
-    if not all(hasattr(synthetic, n) for n in ("_truth", "draw_labels", "planted_map_paper_scale")):
-        pytest.skip("midlevel_emotion.synthetic has no _truth/draw_labels/planted_map_paper_scale")
+    """The real ``synthetic_truth.json``: the paper-scale map under ``paper_scale.weights``."""
+    from midlevel_emotion import synthetic
     labels = synthetic.draw_labels(7, n_clips=20, n_soundtracks=10)
     truth = synthetic._truth(labels, n_soundtracks=10, duration_seconds=15.0, sample_rate=44100)
     path = tmp_path / "synthetic_truth.json"
@@ -342,35 +404,24 @@ def test_reads_the_truth_file_synthetic_writes(tmp_path):
 
 
 def test_calibration_compares_test_mse_with_the_train_mean_baseline(tmp_path):
-    from midlevel_emotion.evaluation import calibration, render_report
-    write_fixture(tmp_path)
-    metrics = tmp_path / "metrics"
-    a2e = json.loads((metrics / "a2e.json").read_text())
+    v = designed_values()
+    split = emotion_split(0)
+    recs = []
     for seed, (model, base) in zip(SEEDS, [(0.01, 0.02), (0.03, 0.02), (0.01, 0.04), (0.02, 0.02), (0.005, 0.01)]):
-        a2e["a2e"][f"seed_{seed}"]["test_mse"] = {"emotions": {"model": model, "train_mean_baseline": base}}
-    (metrics / "a2e.json").write_text(json.dumps(a2e))
-    mid2e = json.loads((metrics / "mid2e.json").read_text())
-    for seed in SEEDS:  # as fit_mid2e writes it: one pair per run, emotions only
-        mid2e["a2mid2e"][f"seed_{seed}"]["mse"] = {"model": 0.01, "train_mean_baseline": 0.02}
-    (metrics / "mid2e.json").write_text(json.dumps(mid2e))
-    a2mid = json.loads((metrics / "a2mid.json").read_text())
-    a2mid["a2mid_plus"]["test_mse"] = {"midlevel": {"model": 0.05, "train_mean_baseline": 0.04}}
-    (metrics / "a2mid.json").write_text(json.dumps(a2mid))
-
-    cal = calibration(metrics)
-    assert set(cal) == {"a2e", "a2mid2e", "a2mid_plus"}  # the fixture's other models record no MSE
-    assert cal["a2mid2e"]["emotions"]["ratio"] == pytest.approx(0.5) and cal["a2mid2e"]["emotions"]["n_runs"] == 5
+        recs += records("a2e", seed, EMOTIONS, v["a2e"][seed], split, mse=model, baseline=base)
+    recs += records("a2mid_plus", 0, MIDLEVEL_FEATURES, [0.5] * 7, split, mse=0.05, baseline=0.04)
+    recs += records("a2mid_for_a2mid2e", 0, MIDLEVEL_FEATURES, [np.nan] * 7, {"train": ["1"]})  # no test split
+    scores = pd.DataFrame(recs)
+    cal = calibration(scores)
+    assert set(cal) == {"a2e", "a2mid_plus"}
     c = cal["a2e"]["emotions"]
     assert c["n_runs"] == 5 and c["runs_better"] == 3  # 0.03 > 0.02 and a tie do not count
     assert c["ratio"] == pytest.approx(np.mean([0.5, 1.5, 0.25, 1.0, 0.5]))
     assert c["model_mse"] == pytest.approx(0.015) and c["baseline_mse"] == pytest.approx(0.022)
     assert cal["a2mid_plus"]["midlevel"] == {"model_mse": 0.05, "baseline_mse": 0.04, "ratio": pytest.approx(1.25),
                                              "runs_better": 0, "n_runs": 1}
-
-    result = evaluate(metrics, tmp_path / "models", tmp_path / "raw", REFERENCE, {"data": {"source": "x"}})
-    assert "## Calibration" in result["report"] and "| A2E | emotions | 0.0150 | 0.0220 | 0.75 | 3 of 5 |" in result["report"]
-
-    a2e["a2e"]["seed_0"]["test_mse"]["emotions"] = {"model": "n/a"}
-    (metrics / "a2e.json").write_text(json.dumps(a2e))
-    with pytest.raises(EvaluationError, match="a2e.json: a2e.test_mse.emotions needs numeric"):
-        calibration(metrics)
+    # through the stage: the fixture's MSE is half the baseline's in every run
+    results, models, raw = write_fixture(tmp_path)
+    result = evaluate(results, models, raw, REFERENCE, {"data": {"source": "x"}})
+    assert "| A2E | emotions | 0.0100 | 0.0200 | 0.50 | 5 of 5 |" in result["report"]
+    assert "| A2Mid+ | mid-level | 0.0100 | 0.0200 | 0.50 | 1 of 1 |" in result["report"]

@@ -52,7 +52,7 @@ def make_project(tmp_path: Path, changes: dict) -> Path:
     listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
                             text=True, check=True).stdout.split()
     for name in listed:
-        if name == "dvc.lock" or name.startswith(("data/", "metrics/", "plots/", "models/")):
+        if name == "dvc.lock" or name.startswith(("data/", "metrics/", "plots/", "models/", "results/")):
             continue  # outputs of the committed run: this repo makes its own
         if not (ROOT / name).is_file():
             continue

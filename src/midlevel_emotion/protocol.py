@@ -23,13 +23,14 @@ import numpy as np
 
 from .corpus import (EMOTIONS, MIDLEVEL_FEATURES, Labels, Split, align, artist_disjoint_split, holdout,
                      load_labels, random_split)
-from .scores import fit_linear, mse_vs_baseline, pearson
+from .scores import fit_linear
 from .store import SpectrogramStore
 from .params import section
+from . import results
 from .training import (ClipSet, TrainConfig, atomic_write_text, load_checkpoint, params_hash, predict,
                        save_checkpoint, train, write_history, write_json)
 
-NOT_RUN_FILE = "NOT_RUN.md"
+NOT_RUN_FILE = results.NOT_RUN_FILE
 #: The ``train`` params that become :class:`TrainConfig` fields (``fps`` comes from ``spectrogram``).
 TRAIN_KEYS = ("crop_seconds", "batch_size", "learning_rate", "max_epochs", "patience", "eval_hop_seconds",
               "last_kernel_size", "dropout", "precise_bn", "precise_bn_clips", "output_init",
@@ -102,69 +103,61 @@ class MissingDataError(RuntimeError):
     """A stage cannot run on the data present (e.g. no mid-level annotations)."""
 
 
-def write_not_run(out_dir: Path, metrics_path: Path, stage: str, reason: str,
+def write_not_run(out_dir: Path, results_dir: Path, metrics_path: Path, stage: str, reason: str,
                   plots_dir: Path | None = None) -> dict:
     """Record, in the stage's outputs, that and why it did not run (instead of failing obscurely).
 
-    The models directory gets ``NOT_RUN.md`` with the reason. The plots directory, which DVC
-    reads as training curves (any file there must be a TSV), is created empty so the declared
-    output exists and ``dvc plots show`` has nothing to stumble on.
+    The models and results directories get ``NOT_RUN.md`` with the reason, the metrics file
+    ``{"status": "not run", "reason": ...}``. The plots directory, which DVC reads as training
+    curves (any file there must be a TSV), is created empty so the declared output exists and
+    ``dvc plots show`` has nothing to stumble on.
     """
     atomic_write_text(Path(out_dir) / NOT_RUN_FILE, f"# {stage} was not run\n\n{reason}\n")
     if plots_dir is not None:
         Path(plots_dir).mkdir(parents=True, exist_ok=True)
-    metrics = {"status": "not run", "reason": reason}
-    write_json(metrics_path, metrics)
-    return metrics
-
-
-def _scores(names: tuple[str, ...], targets: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    r = pearson(targets, predictions)
-    scores = {name: _round(v) for name, v in zip(names, r)}
-    scores["mean"] = _round(np.nanmean(r)) if np.isfinite(r).any() else None
-    return scores
-
-
-def _round(value: float) -> float | None:
-    return None if not np.isfinite(value) else round(float(value), 4)
+    return results.write_not_run(results_dir, metrics_path, stage, reason)
 
 
 def _train_and_test(ctx: Context, kind: str, store: SpectrogramStore, split_ids: tuple, targets: dict[str, np.ndarray],
-                    *, seed: int, name: str, models_dir: Path, plots_dir: Path,
-                    config: TrainConfig, names: tuple[str, ...]) -> tuple[Any, dict]:
-    """Train on ``split_ids = (train, validation, test)``; save checkpoint and history; score test."""
+                    *, seed: int, name: str, model: str, models_dir: Path, plots_dir: Path,
+                    config: TrainConfig, names: tuple[str, ...],
+                    song_ids: dict[str, str] | None = None) -> tuple[list[dict], list[dict]]:
+    """Train on ``split_ids = (train, validation, test)``; save checkpoint and history; score test.
+
+    Returns the run's records and split rows (:mod:`midlevel_emotion.results`); ``song_ids``
+    maps the store's clip ids to mid-level song ids (None: they are mid-level song ids).
+    """
     train_ids, val_ids, test_ids = split_ids
     result = train(kind, ctx.clip_set(store, train_ids, targets["train"]),
                    ctx.clip_set(store, val_ids, targets["validation"]), mean=store.mean, std=store.std,
                    config=config, seed=seed, description=name, progress=ctx.progress)
     write_history(Path(plots_dir) / f"{name}.tsv", result.history)
-    scores = None
+    prediction = None
     if test_ids:
         prediction = predict(result.model, [store.clip(i) for i in test_ids], mean=store.mean, std=store.std,
                              crop_frames=config.crop_frames, hop_frames=config.hop_frames,
                              device=next(result.model.parameters()).device)
-        scores = _scores(names, targets["test"], prediction)
-        scores["_mse"] = mse_vs_baseline(names, targets["train"], targets["test"], prediction)
+    split = {"train": train_ids, "validation": val_ids, "test": test_ids}
+    records = results.score_records(model, seed, names, split, y_train=targets["train"], y_test=targets["test"],
+                                    prediction=prediction, best_epoch=result.best_epoch,
+                                    epochs=len(result.history))
     save_checkpoint(Path(models_dir) / f"{name}.pt", result.model, kind=kind, config=config,
                     spectrogram=ctx.spectrogram_meta(store), corpus=ctx.corpus, seed=seed,
-                    params_digest=params_hash(ctx.params),
-                    test_pearson={k: v for k, v in (scores or {}).items() if v is not None and k != "_mse"},
+                    params_digest=params_hash(ctx.params), test_pearson=results.test_pearson(records),
                     extra={"best_epoch": result.best_epoch, "epochs": len(result.history),
                            "test_ids": list(test_ids)})
-    mse = scores.pop("_mse") if scores else None
-    return result, {"test": scores, "test_mse": mse, "best_epoch": result.best_epoch, "epochs": len(result.history),
-                    "n_train": len(train_ids), "n_validation": len(val_ids), "n_test": len(test_ids)}
+    return records, results.split_records(model, seed, split, song_ids)
 
 
 # ---------------------------------------------------------------------------------------
 # Stages
 
 
-def train_a2mid(ctx: Context, models_dir: Path, metrics_path: Path, plots_dir: Path) -> dict:
+def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path: Path, plots_dir: Path) -> dict:
     """The ``train_a2mid`` stage: A2Mid+, A2Mid and the A2Mid behind A2Mid2E."""
     labels, models_dir = ctx.labels, Path(models_dir)
     if labels.midlevel is None or "midlevel" not in ctx.stores:
-        return write_not_run(models_dir, metrics_path, "train_a2mid",
+        return write_not_run(models_dir, results_dir, metrics_path, "train_a2mid",
                              "No mid-level annotations in data/raw (a Soundtracks-only corpus): "
                              "A2Mid+, A2Mid and A2Mid2E need the Mid-level Perceptual Features dataset.",
                              plots_dir)
@@ -175,46 +168,47 @@ def train_a2mid(ctx: Context, models_dir: Path, metrics_path: Path, plots_dir: P
     store = ctx.stores["midlevel"]
     ids = align(list(labels.midlevel.index), set(store.clip_ids), "mid-level", decisions)
     y = labels.midlevel
-    metrics: dict[str, Any] = {}
+    records: list[dict] = []
+    splits: list[dict] = []
 
-    def fit(name: str, train_ids: list[str], test_ids: list[str], seed: int, st: SpectrogramStore, ylab) -> dict:
+    def fit(name: str, train_ids: list[str], test_ids: list[str], seed: int, st: SpectrogramStore, ylab,
+            song_ids: dict[str, str] | None = None) -> None:
         tr, va = holdout(train_ids, fraction=ctx.params["train"]["validation_fraction"], seed=seed)
         targets = {"train": ylab.loc[tr, features].to_numpy(), "validation": ylab.loc[va, features].to_numpy(),
                    "test": ylab.loc[test_ids, features].to_numpy() if test_ids else None}
-        _, result = _train_and_test(ctx, "a2mid", st, (tr, va, test_ids), targets, seed=seed, name=name,
-                                    models_dir=models_dir, plots_dir=plots_dir, config=config,
-                                    names=MIDLEVEL_FEATURES)
-        return result
+        run = _train_and_test(ctx, "a2mid", st, (tr, va, test_ids), targets, seed=seed, name=name, model=name,
+                              models_dir=models_dir, plots_dir=plots_dir, config=config,
+                              names=MIDLEVEL_FEATURES, song_ids=song_ids)
+        records.extend(run[0])
+        splits.extend(run[1])
 
     # A2Mid+: all mid-level clips, Aljanaki's artist-disjoint test split
     train_ids, test_ids = artist_disjoint_split(labels.metadata, [i for i in ids if i in labels.metadata.index],
                                                 test_fraction=p["plus_test_fraction"], seed=p["seed"])
     train_ids += [i for i in ids if i not in labels.metadata.index]
-    metrics["a2mid_plus"] = fit("a2mid_plus", train_ids, test_ids, p["seed"], store, y)
+    fit("a2mid_plus", train_ids, test_ids, p["seed"], store, y)
 
     # A2Mid: Soundtracks clips only, random 20 % test
     if labels.soundtracks_midlevel is not None and "soundtracks" in ctx.stores:
         st_store = ctx.stores["soundtracks"]
         st_ids = align(list(labels.soundtracks_midlevel.index), set(st_store.clip_ids), "soundtracks", decisions)
         rest, test = holdout(st_ids, fraction=p["soundtracks_test_fraction"], seed=p["seed"])
-        metrics["a2mid"] = fit("a2mid", rest, test, p["seed"], st_store, labels.soundtracks_midlevel)
+        fit("a2mid", rest, test, p["seed"], st_store, labels.soundtracks_midlevel, labels.soundtracks_song_ids)
 
-    # The A2Mid behind A2Mid2E: mid-level clips that are not Soundtracks clips
+    # The A2Mid behind A2Mid2E: mid-level clips that are not Soundtracks clips (its training
+    # ids are recorded; `evaluate` checks them against every emotion run's test clips)
     soundtrack_song_ids = set(labels.soundtracks_song_ids.values())
     non_st = [i for i in ids if i not in soundtrack_song_ids]
-    metrics["a2mid_for_a2mid2e"] = fit("a2mid_for_a2mid2e", non_st, [], p["seed"], store, y)
-    metrics["a2mid_for_a2mid2e"]["n_soundtracks_clips_seen"] = len(set(non_st) & soundtrack_song_ids)
-    metrics["excluded_clips"] = len(decisions)
+    fit("a2mid_for_a2mid2e", non_st, [], p["seed"], store, y)
     atomic_write_text(models_dir / "data_decisions.txt", "".join(f"{d}\n" for d in decisions))
-    write_json(metrics_path, metrics)
-    return metrics
+    return results.write_stage(results_dir, metrics_path, records, splits, {"excluded_clips": len(decisions)})
 
 
-def fit_mid2e(ctx: Context, a2mid_checkpoint: Path, models_dir: Path, metrics_path: Path) -> dict:
+def fit_mid2e(ctx: Context, a2mid_checkpoint: Path, models_dir: Path, results_dir: Path, metrics_path: Path) -> dict:
     """The ``fit_mid2e`` stage: per run, Mid2E on annotations and A2Mid2E on A2Mid's predictions."""
     labels, models_dir = ctx.labels, Path(models_dir)
     if labels.soundtracks_midlevel is None or not Path(a2mid_checkpoint).is_file():
-        return write_not_run(models_dir, metrics_path, "fit_mid2e",
+        return write_not_run(models_dir, results_dir, metrics_path, "fit_mid2e",
                              "No mid-level annotations for the Soundtracks clips (or no A2Mid model): "
                              "Mid2E and A2Mid2E need the Mid-level Perceptual Features dataset.")
     decisions: list[str] = []
@@ -227,29 +221,31 @@ def fit_mid2e(ctx: Context, a2mid_checkpoint: Path, models_dir: Path, metrics_pa
     mid_pred = dict(zip(ids, mid_pred))
     annotated = labels.soundtracks_midlevel.loc[ids, list(MIDLEVEL_FEATURES)]
     emotions = labels.emotions.loc[ids, list(EMOTIONS)]
-    metrics: dict[str, Any] = {"mid2e": {}, "a2mid2e": {}}
+    records: list[dict] = []
+    splits: list[dict] = []
     linear: dict[str, Any] = {"mid2e": {}, "a2mid2e": {}, "emotions": list(EMOTIONS),
                               "midlevel_features": list(MIDLEVEL_FEATURES)}
     for seed in ctx.seeds:
         split = run_split(ctx, seed, ids)
         fit_ids, test_ids = list(split.train) + list(split.validation), list(split.test)
         y_fit, y_test = emotions.loc[fit_ids].to_numpy(), emotions.loc[test_ids].to_numpy()
-        key = f"seed_{seed}"
-        for name, x in (("mid2e", lambda s: annotated.loc[s].to_numpy()),
-                        ("a2mid2e", lambda s: np.stack([mid_pred[i] for i in s]))):
+        # the linear maps are fitted on train + validation (nothing to stop early)
+        split_ids = {"train": fit_ids, "test": test_ids}
+        for name, x, upstream in (("mid2e", lambda s: annotated.loc[s].to_numpy(), ""),
+                                  ("a2mid2e", lambda s: np.stack([mid_pred[i] for i in s]),
+                                   Path(a2mid_checkpoint).stem)):
             weight, bias = fit_linear(x(fit_ids), y_fit)
             prediction = x(test_ids) @ weight.T + bias
-            metrics[name][key] = _scores(EMOTIONS, y_test, prediction)
-            metrics[name][key]["mse"] = mse_vs_baseline(EMOTIONS, y_fit, y_test, prediction)["emotions"]
-            linear[name][key] = {"weight": weight.round(6).tolist(), "bias": bias.round(6).tolist(),
-                                 "test_ids": test_ids}
+            run = results.score_records(name, seed, EMOTIONS, split_ids, y_train=y_fit, y_test=y_test,
+                                        prediction=prediction, upstream=upstream)
+            records.extend(run)
+            splits.extend(results.split_records(name, seed, split_ids, labels.soundtracks_song_ids))
+            linear[name][f"seed_{seed}"] = {"weight": weight.round(6).tolist(), "bias": bias.round(6).tolist()}
             if name == "a2mid2e" and seed == ctx.seeds[0]:
-                _save_a2mid2e(ctx, a2mid, meta, weight, bias, seed, metrics[name][key],
+                _save_a2mid2e(ctx, a2mid, meta, weight, bias, seed, results.test_pearson(run),
                               models_dir / "a2mid2e.pt")
     write_json(models_dir / "linear.json", linear)
-    metrics["excluded_clips"] = len(decisions)
-    write_json(metrics_path, metrics)
-    return metrics
+    return results.write_stage(results_dir, metrics_path, records, splits, {"excluded_clips": len(decisions)})
 
 
 def _save_a2mid2e(ctx: Context, a2mid, meta: dict, weight: np.ndarray, bias: np.ndarray, seed: int,
@@ -262,14 +258,15 @@ def _save_a2mid2e(ctx: Context, a2mid, meta: dict, weight: np.ndarray, bias: np.
     model.set_linear(weight, bias)
     save_checkpoint(path, model, kind="a2mid2e", config=ctx.config(), spectrogram=meta["spectrogram"],
                     corpus=ctx.corpus, seed=seed, params_digest=params_hash(ctx.params),
-                    test_pearson={k: v for k, v in scores.items() if v is not None})
+                    test_pearson=scores)
 
 
-def train_emotion_runs(ctx: Context, kind: str, models_dir: Path, metrics_path: Path, plots_dir: Path) -> dict:
+def train_emotion_runs(ctx: Context, kind: str, models_dir: Path, results_dir: Path, metrics_path: Path,
+                       plots_dir: Path) -> dict:
     """The ``train_a2e`` (kind ``a2e``) and ``train_joint`` (kind ``joint``) stages."""
     labels, models_dir = ctx.labels, Path(models_dir)
     if kind == "joint" and labels.soundtracks_midlevel is None:
-        return write_not_run(models_dir, metrics_path, "train_joint",
+        return write_not_run(models_dir, results_dir, metrics_path, "train_joint",
                              "No mid-level annotations for the Soundtracks clips: the Joint model is "
                              "supervised on both mid-level features and emotions.", plots_dir)
     decisions: list[str] = []
@@ -284,24 +281,15 @@ def train_emotion_runs(ctx: Context, kind: str, models_dir: Path, metrics_path: 
     else:
         targets_all, names, config = emotions.to_numpy(), EMOTIONS, ctx.config()
     row = {i: k for k, i in enumerate(ids)}
-    metrics: dict[str, Any] = {kind: {}}
+    records: list[dict] = []
+    splits: list[dict] = []
     for seed in ctx.seeds:
         split = run_split(ctx, seed, ids)
         targets = {part: targets_all[[row[i] for i in getattr(split, part)]]
                    for part in ("train", "validation", "test")}
-        _, result = _train_and_test(ctx, kind, store, (split.train, split.validation, split.test), targets,
-                                    seed=seed, name=f"{kind}_seed_{seed}", models_dir=models_dir,
-                                    plots_dir=plots_dir, config=config, names=names)
-        scores = result.pop("test")
-        if kind == "joint":
-            mid = {n: scores[n] for n in MIDLEVEL_FEATURES}
-            emo = {n: scores[n] for n in EMOTIONS}
-            mid["mean"] = _round(np.nanmean([v for v in mid.values() if v is not None] or [np.nan]))
-            emo["mean"] = _round(np.nanmean([v for v in emo.values() if v is not None] or [np.nan]))
-            result.update(emotions=emo, midlevel=mid)
-        else:
-            result.update(emotions=scores)
-        metrics[kind][f"seed_{seed}"] = result
-    metrics["excluded_clips"] = len(decisions)
-    write_json(metrics_path, metrics)
-    return metrics
+        run = _train_and_test(ctx, kind, store, (split.train, split.validation, split.test), targets,
+                              seed=seed, name=f"{kind}_seed_{seed}", model=kind, models_dir=models_dir,
+                              plots_dir=plots_dir, config=config, names=names, song_ids=labels.soundtracks_song_ids)
+        records.extend(run[0])
+        splits.extend(run[1])
+    return results.write_stage(results_dir, metrics_path, records, splits, {"excluded_clips": len(decisions)})

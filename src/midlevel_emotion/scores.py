@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .corpus import EMOTIONS, MIDLEVEL_FEATURES
 
 
 def pearson(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -63,29 +62,24 @@ def fit_linear(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coef[:-1].T.copy(), coef[-1].copy()
 
 
-def mse_vs_baseline(names: tuple[str, ...], y_train: np.ndarray, y_test: np.ndarray,
-                     prediction: np.ndarray) -> dict[str, dict[str, float]]:
-    """Test MSE of the model and of the predict-the-train-mean baseline, per target group.
+def mse_vs_baseline(y_train: np.ndarray, y_test: np.ndarray,
+                    prediction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Test MSE of the model and of the predict-the-train-mean baseline, per target.
 
     Pearson r is undefined for a constant predictor, so the baseline is compared in MSE.
 
     Parameters
     ----------
-    names : tuple of str
-        Column names of the targets (mid-level features and/or emotions).
     y_train, y_test, prediction : np.ndarray
         Training targets (their mean is the baseline), test targets and the model's test
-        predictions, each (n_clips, len(names)).
+        predictions, each (n_clips, n_targets).
 
     Returns
     -------
-    dict
-        ``{"midlevel" | "emotions": {"model": mse, "train_mean_baseline": mse}}`` for the
-        groups present in ``names``.
+    model, baseline : np.ndarray
+        Shape (n_targets,) each: mean over test clips of the squared error.
     """
-    groups = {"midlevel": [i for i, n in enumerate(names) if n in MIDLEVEL_FEATURES],
-              "emotions": [i for i, n in enumerate(names) if n in EMOTIONS]}
-    baseline = y_train.mean(axis=0)
-    return {group: {"model": round(float(np.mean((prediction[:, cols] - y_test[:, cols]) ** 2)), 6),
-                    "train_mean_baseline": round(float(np.mean((baseline[cols] - y_test[:, cols]) ** 2)), 6)}
-            for group, cols in groups.items() if cols}
+    y_test = np.asarray(y_test, dtype=np.float64)
+    baseline = np.asarray(y_train, dtype=np.float64).mean(axis=0)
+    model = np.mean((np.asarray(prediction, dtype=np.float64) - y_test) ** 2, axis=0)
+    return model, np.mean((baseline - y_test) ** 2, axis=0)
