@@ -8,6 +8,7 @@ on request: truncate bodies, answer 404, ignore ``Range``, or stall.
 from __future__ import annotations
 
 import hashlib
+import json
 import http.server
 import io
 import re
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from midlevel_emotion import download as dl
+from midlevel_emotion import transfer
 from midlevel_emotion.download import (
     CorruptArchiveError,
     DownloadError,
@@ -131,7 +132,7 @@ def server(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch):
-    monkeypatch.setattr(dl, "_RETRY_BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(transfer, "_RETRY_BACKOFF_SECONDS", 0.0)
 
 
 def _free_port() -> int:
@@ -193,10 +194,11 @@ def test_fetch_happy_path_verifies_and_skips_when_present(server, tmp_path):
     assert dest.read_bytes() == data
     assert not dest.with_name("f.bin.part").exists()
 
-    # Present and matching: no second request, also without a checksum.
+    # Present and fetched for the same URL and checksum: no second request.
     fetch(f"{base}/f.bin", dest, sha256=digest.upper(), progress=False)
-    fetch(f"{base}/f.bin", dest, progress=False)
     assert len(state.requests) == 1
+    assert json.loads(dest.with_name("f.bin.source.json").read_text()) == {
+        "url": f"{base}/f.bin", "sha256": digest}
 
 
 def test_fetch_replaces_existing_file_with_wrong_checksum(server, tmp_path):
@@ -464,10 +466,12 @@ def test_download_archives_happy_path_layout(server, tmp_path):
     download_archives(archives, raw, progress=False)
 
     files = sorted(str(p.relative_to(raw)) for p in raw.rglob("*") if p.is_file())
+    kept = [f"_archives/{name}{suffix}"
+            for name in ("metadata_annotations.zip", "midlevel_audio.zip", "readme--README.txt",
+                         "soundtracks.zip")
+            for suffix in ("", ".lock", ".source.json")]
     assert files == [
-        "_archives/metadata_annotations.zip",
-        "_archives/midlevel_audio.zip",
-        "_archives/soundtracks.zip",
+        *kept,
         "midlevel/audio/1.mp3",
         "midlevel/audio/2.mp3",
         "midlevel/metadata_annotations/annotations.csv",
@@ -509,7 +513,7 @@ def test_download_archives_lists_manual_paths_when_offline(tmp_path):
         download_archives(archives, raw, progress=False)
     msg = str(info.value)
     assert "\n" not in msg
-    assert "2 of 2 dataset downloads failed" in msg
+    assert "2 problems with the 2 dataset archives" in msg
     for name, url in (("midlevel_audio", f"{base}/a.zip"), ("soundtracks", f"{base}/s.zip")):
         assert url in msg
         assert f"put it at {(raw / '_archives' / f'{name}.zip').absolute()}" in msg
