@@ -13,6 +13,7 @@ import os
 import http.server
 import io
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from midlevel_emotion import download as dl
 from midlevel_emotion import transfer
@@ -898,3 +900,46 @@ def _is_running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.slow  # ~25 s: real DVC in a throwaway git repository
+def test_dvc_status_sees_edits_in_the_local_folder_and_refuses_one_inside_an_output(tmp_path):
+    """The real download stage of dvc.yaml in a throwaway git repo, with data.source: local."""
+    root = Path(__file__).resolve().parents[1]
+    repo = tmp_path / "repo"
+    stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["download"]
+    for dep in stage["deps"]:
+        if "${" not in dep:
+            (repo / dep).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / dep, repo / dep)
+    shutil.copytree(root / "none", repo / "none")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"download": stage}}))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    source = _soundtracks_folder(tmp_path / "mine")
+    params["data"]["source"], params["local"]["soundtracks_dir"] = "local", str(source)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def dvc(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env,
+                              capture_output=True, text=True)
+
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    assert dvc("init", "-q").returncode == 0
+    done = dvc("repro")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (repo / "data/raw/soundtracks/audio/001.mp3").is_file()
+    assert "up to date" in dvc("status").stdout.lower()
+
+    (source / "mean_ratings_set1.csv").write_bytes(RATINGS_CSV + b"002,4.0,2.0\r\n")
+    status = dvc("status").stdout
+    assert "download:" in status and f"modified:           {source}" in status
+
+    # A local folder inside data/raw: DVC refuses before it deletes anything.
+    params["local"]["soundtracks_dir"] = "data/raw/soundtracks"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    refused = dvc("repro")
+    assert refused.returncode != 0
+    assert "both a dependency and an output" in refused.stderr
+    assert (repo / "data/raw/soundtracks/audio/001.mp3").is_file()
