@@ -8,10 +8,16 @@ on request: truncate bodies, answer 404, ignore ``Range``, or stall.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import http.server
 import io
 import re
+import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -19,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from midlevel_emotion import download as dl
+from midlevel_emotion import transfer
 from midlevel_emotion.download import (
     CorruptArchiveError,
     DownloadError,
@@ -38,7 +46,8 @@ from midlevel_emotion.download import (
 class ServerState:
     root: Path
     # path -> behaviour: {"truncate": n (or -1 = always), "status": code,
-    #                      "ignore_range": bool, "delay": seconds}
+    #                      "ignore_range": bool, "delay": seconds, "trickle": seconds per
+    #                      byte, "no_length": bool (no Content-Length; close to end the body)}
     rules: dict[str, dict] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -92,9 +101,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Length", str(len(body)))
+        if rules.get("no_length"):
+            self.close_connection = True  # the end of the body is the end of the connection
+        else:
+            self.send_header("Content-Length", str(len(body)))
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
+        if rules.get("trickle"):
+            for i in range(len(body)):  # one byte per `trickle` seconds
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+                time.sleep(rules["trickle"])
+            return
         if truncate != 0:
             # Promise the full length, deliver half, hang up.
             self.wfile.write(body[: len(body) // 2])
@@ -131,7 +149,7 @@ def server(tmp_path):
 
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch):
-    monkeypatch.setattr(dl, "_RETRY_BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(transfer, "_RETRY_BACKOFF_SECONDS", 0.0)
 
 
 def _free_port() -> int:
@@ -193,10 +211,11 @@ def test_fetch_happy_path_verifies_and_skips_when_present(server, tmp_path):
     assert dest.read_bytes() == data
     assert not dest.with_name("f.bin.part").exists()
 
-    # Present and matching: no second request, also without a checksum.
+    # Present and fetched for the same URL and checksum: no second request.
     fetch(f"{base}/f.bin", dest, sha256=digest.upper(), progress=False)
-    fetch(f"{base}/f.bin", dest, progress=False)
     assert len(state.requests) == 1
+    assert json.loads(dest.with_name("f.bin.source.json").read_text()) == {
+        "url": f"{base}/f.bin", "sha256": digest}
 
 
 def test_fetch_replaces_existing_file_with_wrong_checksum(server, tmp_path):
@@ -464,10 +483,12 @@ def test_download_archives_happy_path_layout(server, tmp_path):
     download_archives(archives, raw, progress=False)
 
     files = sorted(str(p.relative_to(raw)) for p in raw.rglob("*") if p.is_file())
+    kept = [f"_archives/{name}{suffix}"
+            for name in ("metadata_annotations.zip", "midlevel_audio.zip", "readme--README.txt",
+                         "soundtracks.zip")
+            for suffix in ("", ".lock", ".source.json")]
     assert files == [
-        "_archives/metadata_annotations.zip",
-        "_archives/midlevel_audio.zip",
-        "_archives/soundtracks.zip",
+        *kept,
         "midlevel/audio/1.mp3",
         "midlevel/audio/2.mp3",
         "midlevel/metadata_annotations/annotations.csv",
@@ -509,7 +530,7 @@ def test_download_archives_lists_manual_paths_when_offline(tmp_path):
         download_archives(archives, raw, progress=False)
     msg = str(info.value)
     assert "\n" not in msg
-    assert "2 of 2 dataset downloads failed" in msg
+    assert "2 problems with the 2 dataset archives" in msg
     for name, url in (("midlevel_audio", f"{base}/a.zip"), ("soundtracks", f"{base}/s.zip")):
         assert url in msg
         assert f"put it at {(raw / '_archives' / f'{name}.zip').absolute()}" in msg
@@ -587,3 +608,336 @@ def test_copy_local_missing_directory(tmp_path):
     assert not raw.exists()  # validated before copying anything
     with pytest.raises(ValueError):
         copy_local(None, None, raw)
+
+
+# ----------------------------------------------------------------------------- fault injection
+# One test per way a download can go wrong (issue 11, items 2-9), through the public entry
+# points: fetch, extract_zip, download_archives, prepare_raw, and DVC itself.
+
+
+def _absolute_paths(message: str) -> list[Path]:
+    return [Path(token.rstrip(",;)")) for token in message.split() if token.startswith("/")]
+
+
+def test_trickling_server_is_abandoned_by_rate_and_by_deadline(server, tmp_path):
+    state, base = server
+    _publish(state, "slow.zip", _payload(5000))
+    state.rules["/slow.zip"] = {"trickle": 0.02}  # ~50 bytes/s: each read succeeds, forever
+    dest = tmp_path / "slow.zip"
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        fetch(f"{base}/slow.zip", dest, retries=1, progress=False, min_bytes_per_second=1000,
+              rate_window_seconds=0.3)
+    assert time.monotonic() - started < 3
+    msg = str(info.value)
+    assert "too slow" in msg and "download.min_bytes_per_second=1000" in msg
+    assert "gave up after 2 attempts" in msg and "\n" not in msg
+    assert len(state.ranges("/slow.zip")) == 2 and not dest.exists()
+
+    started = time.monotonic()
+    with pytest.raises(DownloadError, match=r"not complete within download.deadline_seconds"):
+        fetch(f"{base}/slow.zip", dest, retries=5, progress=False, deadline_seconds=0.4)
+    assert time.monotonic() - started < 2  # the deadline is not per attempt: no retries after it
+    assert dest.with_name("slow.zip.part").stat().st_size > 0  # kept for a resume
+
+
+def test_body_without_length_is_complete_only_if_the_zip_checks(server, tmp_path):
+    state, base = server
+    data = _zip_bytes(SOUNDTRACKS)
+    _publish(state, "s.zip", data)
+    state.rules["/s.zip"] = {"no_length": True, "truncate": -1}
+    dest = tmp_path / "s.zip"
+    with pytest.raises(DownloadError, match=r"sent no length and the body is not a complete zip"):
+        fetch(f"{base}/s.zip", dest, retries=0, progress=False, verify=dl.verify_zip)
+    assert not dest.exists()
+    assert dest.with_name("s.zip.part").is_file()  # partial, resumed by the next run
+
+    state.rules["/s.zip"] = {"no_length": True}
+    fetch(f"{base}/s.zip", dest, retries=0, progress=False, verify=dl.verify_zip)
+    assert dest.read_bytes() == data
+    assert state.ranges("/s.zip")[-1] is not None  # resumed from the kept part
+
+
+def test_two_downloads_of_one_archive_share_it_through_the_lock(server, tmp_path):
+    state, base = server
+    data = _payload(20_000)
+    digest = _publish(state, "big.zip", data)
+    state.rules["/big.zip"] = {"delay": 0.4}
+    dest = tmp_path / "big.zip"
+    results: list[object] = []
+
+    def run():
+        try:
+            results.append(fetch(f"{base}/big.zip", dest, sha256=digest, progress=False))
+        except Exception as exc:  # noqa: BLE001 (the assertion below shows it)
+            results.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert results == [dest, dest]
+    assert dest.read_bytes() == data
+    assert len(state.ranges("/big.zip")) == 1  # the second waited, then found it complete
+
+    # A second download that cannot wait long enough fails with one line naming the lock.
+    import fcntl
+    with open(dest.with_name("big.zip.lock"), "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        dest.unlink()
+        with pytest.raises(DownloadError) as info:
+            fetch(f"{base}/big.zip", dest, progress=False, deadline_seconds=0.3)
+    assert "another process is still downloading it" in str(info.value)
+    assert "big.zip.lock" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_changed_url_or_digest_downloads_again_but_a_hand_placed_file_is_kept(server, tmp_path):
+    state, base = server
+    old, new = _payload(3000), _payload(4000)
+    _publish(state, "old.zip", old)
+    new_sha = _publish(state, "new.zip", new)
+    dest = tmp_path / "a.zip"
+    fetch(f"{base}/old.zip", dest, progress=False)
+    fetch(f"{base}/old.zip", dest, progress=False)
+    assert len(state.requests) == 1
+
+    fetch(f"{base}/new.zip", dest, progress=False)  # URL changed in params
+    assert dest.read_bytes() == new and state.ranges("/new.zip") == [None]
+    fetch(f"{base}/new.zip", dest, sha256=new_sha, progress=False)  # digest added
+    assert len(state.ranges("/new.zip")) == 2
+
+    # No record: the user put it there by hand (the manual fallback); it is used as is.
+    hand = tmp_path / "hand.zip"
+    hand.write_bytes(b"my copy")
+    assert fetch(f"{base}/new.zip", hand, progress=False).read_bytes() == b"my copy"
+    assert len(state.ranges("/new.zip")) == 2
+
+
+def _bomb(size: int = 3 << 20) -> bytes:
+    return _zip_bytes({"audio/001.mp3": b"ID3", "mean_ratings_set1.csv": b"\0" * size})
+
+
+@pytest.mark.parametrize("members, limits, reason", [
+    ({"a/x.mp3": b"1", "a/y.mp3": b"2"}, {}, None),
+    (None, {"max_compression_ratio": 200}, r"expands \d+-fold .*possible zip bomb"),
+    ({"x.mp3": b"1" * 5000}, {"max_extracted_bytes": 1000}, r"expands to 5000 bytes, over "
+     r"download.max_extracted_bytes=1000"),
+    ({"x/a.mp3": b"1", "x\\a.mp3": b"2"}, {}, r"member 'x\\\\a.mp3' appears twice"),
+    ({"x": b"1", "x/a.mp3": b"2"}, {}, r"member 'x' is both a file and a folder"),
+    ({"a" * 300 + ".mp3": b"1"}, {}, r"is too long"),
+])
+def test_extract_zip_refuses_hostile_archives_before_writing(tmp_path, members, limits, reason):
+    archive = tmp_path / "in.zip"
+    archive.write_bytes(_bomb() if members is None else _zip_bytes(members))
+    dest = tmp_path / "out"
+    if reason is None:
+        assert len(extract_zip(archive, dest, **limits)) == 2
+        return
+    with pytest.raises(UnsafeArchiveError, match=reason) as info:
+        extract_zip(archive, dest, **limits)
+    assert "\n" not in str(info.value)
+    assert not dest.exists() and [p.name for p in tmp_path.iterdir()] == ["in.zip"]
+
+
+def test_extract_zip_refuses_duplicate_and_encrypted_members(tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf, pytest.warns(UserWarning, match="Duplicate"):
+        zf.writestr("audio/1.mp3", b"first")
+        zf.writestr("audio/1.mp3", b"second")
+    archive = tmp_path / "dup.zip"
+    archive.write_bytes(buf.getvalue())
+    with pytest.raises(UnsafeArchiveError, match=r"'audio/1.mp3' appears twice"):
+        extract_zip(archive, tmp_path / "out")
+
+    # zipfile cannot write encrypted members: set the "encrypted" flag bit in the local
+    # and central headers, as a password-protected zip has it.
+    raw = bytearray(_zip_bytes({"secret.mp3": b"x"}))
+    raw[raw.index(b"PK\x03\x04") + 6] |= 0x1
+    raw[raw.index(b"PK\x01\x02") + 8] |= 0x1
+    archive.write_bytes(bytes(raw))
+    with pytest.raises(UnsafeArchiveError, match=r"'secret.mp3' is encrypted"):
+        extract_zip(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_archives_and_urls_are_reported_together_and_the_rest_still_tried(server, tmp_path):
+    state, base = server
+    _publish(state, "bomb.zip", _bomb())
+    _publish(state, "ok.zip", _zip_bytes(ANNOTATIONS))
+    archives = [
+        {"name": "bad_url", "url": "htp:/nowhere", "extract_to": "x"},
+        {"name": "bad_port", "url": "http://127.0.0.1:port/x.zip", "extract_to": "x"},
+        {"name": "no_url", "extract_to": "x"},
+        {"name": "bomb", "url": f"{base}/bomb.zip", "extract_to": "soundtracks"},
+        {"name": "ok", "url": f"{base}/ok.zip", "extract_to": "midlevel"},
+    ]
+    raw = tmp_path / "raw"
+    with pytest.raises(DownloadError) as info:
+        download_archives(archives, raw, progress=False)
+    msg = str(info.value)
+    assert "\n" not in msg and "problems with the 5 dataset archives" in msg
+    for part in ("[bad_url] Could not download 'htp:/nowhere': malformed URL",
+                 "[bad_port] Could not download", "[no_url] dataset archive",
+                 "the required key 'url' is missing"):
+        assert part in msg
+    assert state.ranges("/ok.zip") == [None]  # still fetched
+    # Downloads failed, so nothing was extracted; fix the params and only the bomb is left.
+    with pytest.raises(UnsafeArchiveError) as info:
+        download_archives(archives[3:], raw, progress=False)
+    msg = str(info.value)
+    assert msg.startswith("[bomb] bomb.zip from ") and "possible zip bomb" in msg
+    assert (raw / "midlevel/metadata_annotations/annotations.csv").is_file()  # the rest: done
+    assert (raw / "_archives/bomb.zip.corrupt").is_file()
+    assert not (raw / "_archives/bomb.zip").exists()
+    assert all(p.exists() for p in _absolute_paths(msg) if not p.name == "bomb.zip")
+    assert ".extracting-" not in msg
+    assert len(state.ranges("/ok.zip")) == 1  # a re-run keeps the finished download
+
+
+def _soundtracks_folder(root: Path) -> Path:
+    for name, content in SOUNDTRACKS.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(content)
+    return root
+
+
+def _local_params(tmp_path: Path, soundtracks_dir: object, midlevel_dir: object = "none") -> dict:
+    return {"_path": str(tmp_path / "params.yaml"),
+            "local": {"midlevel_dir": midlevel_dir, "soundtracks_dir": soundtracks_dir}}
+
+
+def test_prepare_raw_local_removes_stale_staging_and_names_no_staging_folder(tmp_path):
+    raw = tmp_path / "data" / "raw"
+    stale = tmp_path / "data" / ".raw.k1ll3d"
+    (stale / "midlevel").mkdir(parents=True)
+    (stale / "midlevel" / "big.mp3").write_bytes(b"x" * 1000)
+    source = _soundtracks_folder(tmp_path / "mine")
+    present = dl.prepare_raw("local", raw, _local_params(tmp_path, str(source)), progress=False)
+    assert present == {"midlevel": False, "soundtracks": True}
+    assert (raw / "soundtracks/audio/001.mp3").is_file()
+    assert sorted(p.name for p in raw.parent.iterdir()) == ["raw"]
+
+    (source / "audio/001.mp3").unlink()
+    (source / "audio").rmdir()
+    with pytest.raises(ValueError) as info:
+        dl.prepare_raw("local", raw, _local_params(tmp_path, str(source)), progress=False)
+    assert str(raw / "soundtracks") in str(info.value) and ".raw." not in str(info.value)
+    assert sorted(p.name for p in raw.parent.iterdir()) == ["raw"]
+
+
+@pytest.mark.parametrize("inside", ["data/raw/soundtracks", "data/.raw.old1/soundtracks",
+                                    "models/a2e/mine", "reports"])
+def test_prepare_raw_refuses_local_folder_inside_a_pipeline_output(tmp_path, inside):
+    (tmp_path / "dvc.yaml").write_text(
+        "stages:\n  download:\n    cmd: x\n    outs: [data/raw]\n"
+        "  train:\n    cmd: y\n    outs: [models/a2e]\n    metrics: [{metrics/a.json: {cache: false}}]\n"
+        "  report:\n    cmd: z\n    outs: [reports]\n")
+    source = _soundtracks_folder(tmp_path / inside)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    with pytest.raises(ValueError) as info:
+        dl.prepare_raw("local", tmp_path / "data" / "raw",
+                       _local_params(tmp_path, str(source)), progress=False)
+    msg = str(info.value)
+    assert "\n" not in msg and "local.soundtracks_dir" in msg and "lies inside" in msg
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing removed or written
+
+
+def test_local_folder_params_none_and_tilde(tmp_path):
+    with pytest.raises(ValueError, match=r"write the full path; DVC, .* does not expand '~'"):
+        dl.prepare_raw("local", tmp_path / "raw", _local_params(tmp_path, "~/x"), progress=False)
+    with pytest.raises(ValueError, match="both unset"):
+        dl.prepare_raw("local", tmp_path / "raw", _local_params(tmp_path, None, "none"),
+                       progress=False)
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_pool_workers_die_when_the_stage_process_is_killed(tmp_path):
+    code = ("import time\nfrom midlevel_emotion.parallel import map_tasks\n"
+            "map_tasks(time.sleep, [20, 20], jobs=2, progress=False)\n")
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 20
+        while len(_descendants(parent.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the fork server and two workers
+        workers = _descendants(parent.pid)
+        assert len(workers) >= 3, "the pool did not start"
+    finally:
+        parent.kill()  # SIGKILL: no clean-up code of the parent runs
+        parent.wait()
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        alive = {pid for pid in alive if _is_running(pid)}
+        time.sleep(0.1)
+    for pid in alive:  # do not leave them behind for the rest of the session
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"workers {sorted(alive)} outlived their killed parent"
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow  # ~25 s: real DVC in a throwaway git repository
+def test_dvc_status_sees_edits_in_the_local_folder_and_refuses_one_inside_an_output(tmp_path):
+    """The real download stage of dvc.yaml in a throwaway git repo, with data.source: local."""
+    root = Path(__file__).resolve().parents[1]
+    repo = tmp_path / "repo"
+    stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["download"]
+    for dep in stage["deps"]:
+        if "${" not in dep:
+            (repo / dep).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(root / dep, repo / dep)
+    shutil.copytree(root / "none", repo / "none")
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"download": stage}}))
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    source = _soundtracks_folder(tmp_path / "mine")
+    params["data"]["source"], params["local"]["soundtracks_dir"] = "local", str(source)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PYTHONPATH": str(repo / "src"), "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+    def dvc(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, env=env,
+                              capture_output=True, text=True)
+
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    assert dvc("init", "-q").returncode == 0
+    done = dvc("repro")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (repo / "data/raw/soundtracks/audio/001.mp3").is_file()
+    assert "up to date" in dvc("status").stdout.lower()
+
+    (source / "mean_ratings_set1.csv").write_bytes(RATINGS_CSV + b"002,4.0,2.0\r\n")
+    status = dvc("status").stdout
+    assert "download:" in status and f"modified:           {source}" in status
+
+    # A local folder inside data/raw: DVC refuses before it deletes anything.
+    params["local"]["soundtracks_dir"] = "data/raw/soundtracks"
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    refused = dvc("repro")
+    assert refused.returncode != 0
+    assert "both a dependency and an output" in refused.stderr
+    assert (repo / "data/raw/soundtracks/audio/001.mp3").is_file()

@@ -64,7 +64,7 @@ def test_applying_a_profile_keeps_comments_and_other_values(tmp_path):
 def test_the_profile_script_prints_dvc_exp_run_arguments():
     out = subprocess.run([sys.executable, str(ROOT / "scripts/profile.py"), "soundtracks-only", "--exp-run-args"],
                          cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    assert shlex.split(out) == ["-S", "data.source=\"local\"", "-S", "local.soundtracks_dir=\"~/data/soundtracks\""]
+    assert shlex.split(out) == ["-S", "data.source=\"local\"", "-S", "local.soundtracks_dir=\"/path/to/soundtracks\""]
 
 
 def test_paper_profile_has_the_papers_hyperparameters(tmp_path):

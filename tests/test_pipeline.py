@@ -119,7 +119,7 @@ def test_soundtracks_only_profile_trains_a2e_and_says_what_did_not_run(tmp_path)
     generate_corpus(tmp_path / "gen", n_clips=16, n_soundtracks=16, duration_seconds=5.0, jobs=2, progress=False)
     shutil.copytree(tmp_path / "gen" / "soundtracks", source)
     repo = make_project(tmp_path, {**TINY, "data": {"source": "local"},
-                                   "local": {"midlevel_dir": None, "soundtracks_dir": str(source)}})
+                                   "local": {"midlevel_dir": "none", "soundtracks_dir": str(source)}})
     dvc("repro", cwd=repo)
     a2e = json.loads((repo / "metrics/a2e.json").read_text())
     assert set(a2e["a2e"]) == {"seed_0", "seed_1"}

@@ -1,40 +1,39 @@
-"""Fetch, verify and unpack the published datasets (or adopt a local copy).
+"""The ``download`` stage: the raw datasets in their published layout.
 
-Everything here is standard library (plus ``tqdm`` for progress bars) so that the
-download stage has no heavyweight dependencies. The guarantees the pipeline relies on:
+Fetch, verify and unpack the published archives (:mod:`.transfer`, :mod:`.archive`),
+adopt a local copy (:mod:`.localcopy`), or generate the embedded synthetic corpus. The
+guarantees the pipeline relies on:
 
-* A file at a final path is always complete: downloads stream to ``<dest>.part`` and are
-  renamed into place (atomically) only after the transfer finished and the checksum, when
-  known, matched. Extraction goes through a temporary directory the same way.
-* Interrupted downloads resume with an HTTP ``Range`` request; servers without range
-  support are handled by starting over.
-* Every failure is a :class:`DownloadError` whose one-line message names the URL, the
-  reason, and the exact path where the user may put the file by hand instead (the
-  hosts are sometimes unreachable, e.g. behind a firewall).
+* ``data/raw`` is built in a staging folder beside it and renamed into place only when
+  complete; staging folders a killed run left behind are removed by the next run.
+* Every archive or URL problem is a :class:`DownloadError` whose one-line message names the
+  archive, the reason and, where it helps, the exact path where the user may put the file
+  by hand (the hosts are sometimes unreachable). A bad archive is moved aside and the
+  others are still tried, so one run reports every problem.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
-import re
 import shutil
-import socket
-import tempfile
-import time
-import urllib.error
-import urllib.request
-import zipfile
-import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from .archive import (
+    ArchiveError,
+    CorruptArchiveError,
+    DownloadError,
+    UnsafeArchiveError,
+    extract_zip,
+    verify_zip,
+)
 from .corpus import check_layout
+from .fileio import remove_stale_staging, replace_dir, staging_dir
+from .localcopy import copy_local, link_or_copy, local_dir, pipeline_outputs, refuse_inside_outputs
 from .synthetic import generate_corpus
+from .transfer import fetch, sha256_file
 
 __all__ = [
     "ArchiveError",
@@ -50,474 +49,69 @@ __all__ = [
 ]
 
 ARCHIVE_SUBDIR = "_archives"
-USER_AGENT = "midlevel-emotion-downloader/0.1 (+python-urllib)"
 
-# Base delay between retries; doubles per attempt. Module-level so tests can set it to 0.
-_RETRY_BACKOFF_SECONDS = 1.0
-_MAX_BACKOFF_SECONDS = 30.0
+# download.* params passed on to fetch / extract_zip, with the defaults used when a key is absent.
+_FETCH_OPTIONS = {"timeout_seconds": 30.0, "retries": 3, "deadline_seconds": None,
+                  "min_bytes_per_second": 0.0, "rate_window_seconds": 60.0}
+_EXTRACT_OPTIONS = {"max_extracted_bytes": 20 * 10**9, "max_compression_ratio": 200.0}
 
-# Junk that macOS / Windows zip tools add; ignoring it keeps the "single wrapping folder"
-# detection working and keeps the raw directory clean.
-_JUNK_TOP_LEVEL = {"__MACOSX"}
-_JUNK_NAMES = {".DS_Store", "Thumbs.db"}
 
+@dataclass
+class _Archive:
+    name: str
+    url: str
+    sha256: str | None
+    local: Path        # where the download is kept (the file to put there by hand)
+    target_dir: Path   # where its content goes
+    kind: str          # "zip" or "file"
+    filename: PurePosixPath | None
+    strip_top_dir: bool
 
-class DownloadError(RuntimeError):
-    """A dataset file could not be obtained; the message says how to fix it by hand.
 
-    Parameters
-    ----------
-    message
-        One line naming the URL (or archive), the reason, and the manual fallback.
-    url
-        The URL that failed, when there is one.
-    path
-        Where the user can place the file by hand, when there is one.
-    """
+def _spec_error(label: str, reason: str) -> ArchiveError:
+    return ArchiveError(f"[{label}] dataset archive in params.yaml download.archives: {reason}",
+                        reason=reason)
 
-    def __init__(self, message: str, *, url: str | None = None, path: Path | None = None):
-        # Collapse whitespace so the message is always exactly one line (log-friendly).
-        super().__init__(_one_line(message))
-        self.url = url
-        self.path = path
 
-
-class ArchiveError(DownloadError, ValueError):
-    """An archive cannot be extracted. Also a ``ValueError``: the input itself is bad."""
-
-
-class CorruptArchiveError(ArchiveError):
-    """The archive is not a readable zip file (truncated, HTML error page, bad CRC)."""
-
-
-class UnsafeArchiveError(ArchiveError):
-    """An archive member would be written outside the target directory ("zip slip")."""
-
-
-class _TransientError(Exception):
-    """Failure worth retrying (truncation, timeout, reset, 5xx); message is the reason."""
-
-
-class _PermanentError(Exception):
-    """Failure that retrying will not fix (404, refused, DNS); message is the reason."""
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _manual_hint(dest: Path) -> str:
-    return f"or download it yourself and put it at {Path(dest).absolute()}"
-
-
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Return the hex SHA-256 digest of a file, read in chunks.
-
-    Parameters
-    ----------
-    path
-        File to hash.
-    chunk_size
-        Bytes per read; bounded so huge archives do not need to fit in memory.
-
-    Returns
-    -------
-    str
-        Lower-case hexadecimal digest.
-    """
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk_size), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------- fetch
-
-
-def fetch(
-    url: str,
-    dest: Path,
-    *,
-    sha256: str | None = None,
-    timeout_seconds: float = 30.0,
-    retries: int = 3,
-    progress: bool = True,
-    chunk_size: int = 1 << 20,
-) -> Path:
-    """Download ``url`` to ``dest`` resumably and atomically, optionally verifying it.
-
-    Parameters
-    ----------
-    url
-        HTTP(S) URL; redirects are followed.
-    dest
-        Final path. It only ever appears once the file is complete (and verified).
-    sha256
-        Expected hex SHA-256 of the file, or ``None`` to skip verification.
-    timeout_seconds
-        Socket timeout for connecting and for each read.
-    retries
-        How many times a failed transfer (truncated, timed out, reset, HTTP 5xx) is
-        retried, resuming from the partial file, before giving up.
-    progress
-        Show a ``tqdm`` progress bar.
-    chunk_size
-        Bytes read per iteration.
-
-    Returns
-    -------
-    Path
-        ``dest``.
-
-    Raises
-    ------
-    DownloadError
-        On HTTP errors, connection failures, exhausted retries or a checksum mismatch.
-        The partial file ``<dest>.part`` is kept (except on checksum mismatch) so the next
-        call resumes.
-    """
-    dest = Path(dest)
-    expected = sha256.strip().lower() if sha256 else None
-    existing_note = ""
-    if dest.is_file():
-        if expected is None:
-            return dest
-        actual = sha256_file(dest, chunk_size)
-        if actual == expected:
-            return dest
-        # Keep the existing (wrong) file until a good one replaces it: it may be the
-        # user's, and deleting it would not make an offline run succeed either.
-        existing_note = f" (the existing file has sha256 {actual}, expected {expected})"
-
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    attempts = max(0, int(retries)) + 1
-    reason = "no attempt made"
-    for attempt in range(attempts):
-        if attempt:
-            time.sleep(min(_RETRY_BACKOFF_SECONDS * 2 ** (attempt - 1), _MAX_BACKOFF_SECONDS))
-        try:
-            _transfer(url, part, timeout_seconds, progress, chunk_size, desc=dest.name)
-            break
-        except _TransientError as exc:
-            reason = str(exc)
-        except _PermanentError as exc:
-            raise DownloadError(
-                f"Could not download {url}: {exc}{existing_note}; check the URL and your "
-                f"network and retry, {_manual_hint(dest)}",
-                url=url,
-                path=dest,
-            ) from None
-    else:
-        kept = f"; the partial file {part.name} is kept and a re-run resumes it"
-        raise DownloadError(
-            f"Could not download {url}: {reason} (gave up after {attempts} attempt"
-            f"{'s' if attempts != 1 else ''}{kept if part.exists() else ''}){existing_note}; "
-            f"retry later, {_manual_hint(dest)}",
-            url=url,
-            path=dest,
-        )
-
-    if expected is not None:
-        actual = sha256_file(part, chunk_size)
-        if actual != expected:
-            # A wrong file cannot be fixed by resuming it: discard it entirely.
-            part.unlink(missing_ok=True)
-            raise DownloadError(
-                f"Could not download {url}: checksum mismatch, expected sha256 {expected} "
-                f"but got {actual} (the download was deleted; the file may have changed "
-                f"upstream); retry, {_manual_hint(dest)}",
-                url=url,
-                path=dest,
-            )
-    os.replace(part, dest)  # atomic on the same filesystem: dest is never partial
-    return dest
-
-
-_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)", re.IGNORECASE)
-
-
-def _parse_content_range(value: str | None) -> tuple[int | None, int | None]:
-    """Return ``(start, total)`` from a Content-Range header; ``None`` where unknown."""
-    if not value:
-        return None, None
-    match = _CONTENT_RANGE.match(value.strip())
-    if not match:
-        return None, None
-    start = int(match.group(1)) if match.group(1) is not None else None
-    total = int(match.group(3)) if match.group(3) != "*" else None
-    return start, total
-
-
-def _describe_url_error(exc: urllib.error.URLError) -> tuple[bool, str]:
-    """Classify a connection-level error as ``(transient, human reason)``."""
-    reason = exc.reason
-    if isinstance(reason, (TimeoutError, socket.timeout)):
-        return True, "connection timed out"
-    if isinstance(reason, ConnectionRefusedError):
-        return False, "connection refused (server down, or are you offline?)"
-    if isinstance(reason, socket.gaierror):
-        return False, f"host name could not be resolved (are you offline?): {reason}"
-    if isinstance(reason, (ConnectionResetError, ConnectionAbortedError)):
-        return True, f"connection reset: {reason}"
-    if isinstance(reason, OSError):
-        # Network unreachable, TLS failures, ...: retrying rarely helps.
-        return False, f"network error (are you offline?): {reason}"
-    return False, f"network error: {reason}"
-
-
-def _transfer(
-    url: str, part: Path, timeout: float, progress: bool, chunk_size: int, desc: str
-) -> None:
-    """Make one request and append/write the body to ``part``.
-
-    Raises ``_TransientError`` for retryable failures (``part`` keeps what arrived) and
-    ``_PermanentError`` otherwise. Returns normally only when the body is complete.
-    """
-    offset = part.stat().st_size if part.exists() else 0
-    # identity: a compressed body would break both Range offsets and length checks.
-    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            if exc.code == 416 and offset:
-                # Our range starts at or past the end: the .part is complete (e.g. a run
-                # killed before the rename) or stale and longer than the file.
-                _, total = _parse_content_range(exc.headers.get("Content-Range"))
-                if total is not None and total == offset:
-                    return
-                part.unlink(missing_ok=True)
-                raise _TransientError("server rejected resume (HTTP 416); restarting") from None
-            message = f"HTTP {exc.code} {exc.reason}".strip()
-            if exc.code in (408, 429) or exc.code >= 500:
-                raise _TransientError(message) from None
-            raise _PermanentError(message) from None
-    except urllib.error.URLError as exc:
-        transient, message = _describe_url_error(exc)
-        raise (_TransientError if transient else _PermanentError)(message) from None
-    except (TimeoutError, socket.timeout):
-        raise _TransientError(f"timed out after {timeout:g} s") from None
-    except (http.client.HTTPException, OSError) as exc:
-        raise _TransientError(f"connection error: {exc!r}") from None
-
-    with response:
-        length_header = response.headers.get("Content-Length")
-        length = int(length_header) if length_header and length_header.isdigit() else None
-        if response.status == 206 and offset:
-            start, total = _parse_content_range(response.headers.get("Content-Range"))
-            if start != offset:
-                # Appending at the wrong place would corrupt the file silently.
-                part.unlink(missing_ok=True)
-                raise _TransientError(
-                    f"server resumed at byte {start} instead of {offset}; restarting"
-                )
-            if total is None and length is not None:
-                total = offset + length
-            mode = "ab"
-        else:
-            # 200 to a Range request means the server ignores ranges: start over.
-            offset, total, mode = 0, length, "wb"
-
-        received = offset
-        with (
-            open(part, mode) as fh,
-            tqdm(
-                total=total,
-                initial=offset,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc=desc,
-                disable=not progress,
-            ) as bar,
-        ):
-            while True:
-                try:
-                    chunk = response.read(chunk_size)
-                except http.client.IncompleteRead as exc:  # chunked bodies cut short
-                    fh.write(exc.partial)
-                    received += len(exc.partial)
-                    raise _TransientError(_truncation_reason(received, total)) from None
-                except (TimeoutError, socket.timeout):
-                    raise _TransientError(
-                        f"timed out after {timeout:g} s with {received} bytes received"
-                    ) from None
-                except (http.client.HTTPException, OSError) as exc:
-                    raise _TransientError(
-                        f"connection lost after {received} bytes: {exc!r}"
-                    ) from None
-                if not chunk:
-                    break
-                fh.write(chunk)
-                received += len(chunk)
-                bar.update(len(chunk))
-
-    # http.client returns b"" (no exception) when the peer closes before Content-Length.
-    if total is not None and received < total:
-        raise _TransientError(_truncation_reason(received, total))
-    if total is not None and received > total:
-        part.unlink(missing_ok=True)
-        raise _TransientError(f"received {received} bytes but expected {total}; restarting")
-
-
-def _truncation_reason(received: int, total: int | None) -> str:
-    of_total = f" of {total}" if total is not None else ""
-    return f"truncated transfer: got {received}{of_total} bytes"
-
-
-# --------------------------------------------------------------------------- extract
-
-
-def _is_junk(parts: tuple[str, ...]) -> bool:
-    return bool(parts) and (parts[0] in _JUNK_TOP_LEVEL or parts[-1] in _JUNK_NAMES)
-
-
-def _member_parts(archive: Path, name: str) -> tuple[str, ...]:
-    """Validated path components of a zip member; raises on anything escaping the root."""
-    unsafe = (
-        name.startswith(("/", "\\"))
-        or re.match(r"^[A-Za-z]:", name) is not None
-        or "\x00" in name
-    )
-    parts = tuple(p for p in re.split(r"[/\\]+", name) if p not in ("", "."))
-    if unsafe or ".." in parts:
-        raise UnsafeArchiveError(
-            f"Refusing to extract {archive}: member {name!r} would be written outside the "
-            f"target directory (absolute path or '..'; possible 'zip slip')"
-        )
-    return parts
-
-
-def extract_zip(
-    archive: Path, dest_dir: Path, *, strip_single_top_dir: bool = True
-) -> list[Path]:
-    """Extract a zip into ``dest_dir`` safely, merging with what is already there.
-
-    Parameters
-    ----------
-    archive
-        The ``.zip`` file.
-    dest_dir
-        Target directory (created if needed). Existing files with the same relative
-        path are replaced; other existing files are kept, so several archives can fill
-        one directory (the mid-level audio and annotation archives both go to
-        ``midlevel/``).
-    strip_single_top_dir
-        Drop a wrapping top-level folder: when every member lives under one top-level
-        folder *and that folder contains a subfolder* (OSF zips often wrap a whole layout
-        such as ``audio/`` + files in one folder). A single top-level folder holding only
-        files is kept, because it is the layout itself (``metadata_annotations/*.csv``,
-        ``audio/*.mp3``). ``False`` never strips.
-
-    Returns
-    -------
-    list[Path]
-        The extracted files, at their final paths in ``dest_dir``, sorted.
-
-    Raises
-    ------
-    UnsafeArchiveError
-        A member has an absolute path or ``..`` component ("zip slip"); nothing is
-        written.
-    CorruptArchiveError
-        The archive is not a valid zip or its data fail the CRC check; nothing is
-        written to ``dest_dir``.
-    """
-    archive = Path(archive)
-    dest_dir = Path(dest_dir)
-    try:
-        zf = zipfile.ZipFile(archive)
-    except FileNotFoundError:
-        raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-        raise CorruptArchiveError(
-            f"Cannot extract {archive}: not a valid zip file ({exc})"
-        ) from None
-
-    with zf:
-        # Validate every name before writing anything.
-        members: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
-        for info in zf.infolist():
-            parts = _member_parts(archive, info.filename)
-            if parts and not _is_junk(parts):
-                members.append((info, parts))
-        file_parts = [parts for info, parts in members if not info.is_dir()]
-        if not file_parts:
-            raise CorruptArchiveError(f"Cannot extract {archive}: the archive contains no files")
-
-        # A lone top folder is a wrapper only if it has subfolders; if it holds just
-        # files it *is* the layout (metadata_annotations/, audio/) and must stay.
-        single_top = len({parts[0] for _, parts in members}) == 1
-        has_subfolder = any(
-            len(parts) > 2 or (info.is_dir() and len(parts) == 2) for info, parts in members
-        )
-        strip = 1 if strip_single_top_dir and single_top and has_subfolder else 0
-        final_files = sorted(dest_dir.joinpath(*parts[strip:]) for parts in file_parts)
-
-        dest_dir.parent.mkdir(parents=True, exist_ok=True)
-        # Same parent -> same filesystem, so the moves below are cheap renames.
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}.extracting-", dir=dest_dir.parent))
-        try:
-            for info, parts in members:
-                target = tmp.joinpath(*parts)
-                if info.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    with zf.open(info) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
-                except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-                    raise CorruptArchiveError(
-                        f"Cannot extract {archive}: member {info.filename!r} is damaged ({exc})"
-                    ) from None
-            root = tmp.joinpath(*next(iter(members))[1][:strip]) if strip else tmp
-            dest_dir.mkdir(parents=True, exist_ok=True)
-            _merge_tree(root, dest_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final_files
-
-
-def _merge_tree(src: Path, dst: Path) -> None:
-    """Move the contents of ``src`` into existing directory ``dst`` (renames, no copies)."""
-    for entry in src.iterdir():
-        target = dst / entry.name
-        if entry.is_dir():
-            if target.is_dir():
-                _merge_tree(entry, target)
-                continue
-            if target.exists():
-                target.unlink()
-            os.replace(entry, target)
-        else:
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(entry, target)  # each file appears complete or not at all
-
-
-# --------------------------------------------------------------------------- archives
-
-
-def _archive_field(spec: Mapping[str, Any], key: str, index: int) -> Any:
-    if key not in spec or spec[key] in (None, ""):
-        label = spec.get("name", f"#{index}")
-        raise ValueError(f"Dataset archive {label!r} is missing the required key {key!r}")
-    return spec[key]
-
-
-def _relative_subdir(value: str, name: str, key: str) -> PurePosixPath:
+def _relative(value: Any, label: str, key: str) -> PurePosixPath:
     path = PurePosixPath(str(value).replace("\\", "/"))
     if path.is_absolute() or ".." in path.parts or not path.parts:
-        raise ValueError(
-            f"Dataset archive {name!r}: {key}={value!r} must be a relative path without '..'"
-        )
+        raise _spec_error(label, f"{key}={value!r} must be a relative path without '..'")
     return path
+
+
+def _plan(spec: Any, index: int, raw_dir: Path, archive_dir: Path) -> _Archive:
+    """Check one ``download.archives`` entry and say where its files go."""
+    if not isinstance(spec, Mapping):
+        raise _spec_error(f"#{index}", f"expected a mapping, got {spec!r}")
+    label = str(spec.get("name") or f"#{index}")
+
+    def field(key: str) -> Any:
+        if spec.get(key) in (None, ""):
+            raise _spec_error(label, f"the required key {key!r} is missing")
+        return spec[key]
+
+    name = str(_relative(field("name"), label, "name"))
+    url = str(field("url")).strip()
+    target_dir = raw_dir / _relative(field("extract_to"), label, "extract_to")
+    kind = spec.get("kind") or "zip"
+    filename = None
+    if kind == "zip":
+        local = archive_dir / (name if name.lower().endswith(".zip") else f"{name}.zip")
+    elif kind == "file":
+        filename = _relative(field("filename"), label, "filename")
+        local = archive_dir / f"{name}--{filename.name}"
+    else:
+        raise _spec_error(label, f"unknown kind {kind!r} (use 'zip' or 'file')")
+    sha = spec.get("sha256")
+    return _Archive(name, url, str(sha) if sha else None, local, target_dir, kind, filename,
+                    bool(spec.get("strip_top_dir", True)))
+
+
+def _options(defaults: Mapping[str, Any], given: Mapping[str, Any] | None) -> dict[str, Any]:
+    given = given or {}
+    return {key: value if given.get(key) is None else given[key]
+            for key, value in defaults.items()}
 
 
 def download_archives(
@@ -526,8 +120,9 @@ def download_archives(
     *,
     progress: bool = True,
     archive_dir: Path | None = None,
+    limits: Mapping[str, Any] | None = None,
 ) -> None:
-    """Download every dataset archive into ``raw_dir`` and extract it.
+    """Download every dataset archive, keep it in ``archive_dir``, and unpack it into ``raw_dir``.
 
     Parameters
     ----------
@@ -542,174 +137,108 @@ def download_archives(
     progress
         Show progress bars.
     archive_dir
-        Where zip archives are kept as ``<archive_dir>/<name>.zip`` so that a re-run
-        skips finished downloads (and resumes unfinished ones). Default
-        ``raw_dir/_archives``; point it outside a DVC output (which DVC deletes before
-        re-running a stage) to keep the archives across runs.
+        Where downloads are kept, so that a re-run skips finished ones and resumes
+        unfinished ones. Default ``raw_dir/_archives``; point it outside a DVC output
+        (which DVC deletes before re-running a stage) to keep them across runs.
+    limits
+        The ``download`` params: ``timeout_seconds``, ``retries``, ``deadline_seconds``,
+        ``min_bytes_per_second``, ``rate_window_seconds`` (see :func:`fetch`),
+        ``max_extracted_bytes`` and ``max_compression_ratio`` (see :func:`extract_zip`).
 
     Raises
     ------
     DownloadError
-        If any download fails (all are attempted first, and the message lists, for each
-        failed one, the URL, reason and where to put the file by hand) or an archive
-        cannot be extracted. A corrupt cached archive is renamed to ``*.corrupt`` so the
-        next run downloads it again.
-    ValueError
-        If an archive description is malformed.
+        One line listing every archive that failed, each with its reason: a malformed
+        entry or URL, a failed download (with the path to put the file by hand), or an
+        archive that cannot be extracted (moved aside to ``*.corrupt``, so the next run
+        downloads it again). Downloads are all attempted before anything is extracted.
+        An ``ArchiveError`` (also a ``ValueError``) when that is the only failure.
     """
     raw_dir = Path(raw_dir)
     archive_dir = Path(archive_dir) if archive_dir is not None else raw_dir / ARCHIVE_SUBDIR
-    plan: list[tuple[str, str, Path, Path, dict[str, Any]]] = []
-    for index, spec in enumerate(archives):
-        name = str(_archive_field(spec, "name", index))
-        url = str(_archive_field(spec, "url", index))
-        _relative_subdir(name, name, "name")
-        subdir = _relative_subdir(_archive_field(spec, "extract_to", index), name, "extract_to")
-        target_dir = raw_dir / subdir
-        kind = spec.get("kind") or "zip"
-        if kind == "zip":
-            filename = name if name.lower().endswith(".zip") else f"{name}.zip"
-            local = archive_dir / filename
-        elif kind == "file":
-            filename = str(_archive_field(spec, "filename", index))
-            local = target_dir / _relative_subdir(filename, name, "filename")
-        else:
-            raise ValueError(
-                f"Dataset archive {name!r}: unknown kind {kind!r} (use 'zip' or 'file')"
-            )
-        plan.append((name, url, local, target_dir, dict(spec, kind=kind)))
-
-    # Download everything before extracting anything: an offline user then learns about
-    # every file to place by hand from one error instead of one per run.
     failures: list[tuple[str, DownloadError]] = []
-    for name, url, local, target_dir, spec in plan:
+    plans: list[_Archive] = []
+    for index, spec in enumerate(archives or []):
         try:
-            fetch(url, local, sha256=spec.get("sha256"), progress=progress)
+            plan = _plan(spec, index, raw_dir, archive_dir)
+            if any(p.local == plan.local for p in plans):
+                raise _spec_error(plan.name, "the name is used by another archive")
+            plans.append(plan)
+        except ArchiveError as exc:
+            failures.append((str(exc), exc))
+    if not plans and not failures:
+        raise _spec_error("-", "no archives are listed")
+
+    fetch_options = _options(_FETCH_OPTIONS, limits)
+    fetched = []
+    for plan in plans:
+        verify = verify_zip if plan.kind == "zip" else None
+        try:
+            fetch(plan.url, plan.local, sha256=plan.sha256, progress=progress, verify=verify,
+                  **fetch_options)
+            fetched.append(plan)
         except DownloadError as exc:
-            after = ""
-            if spec["kind"] == "zip":
-                after = f" (a re-run then extracts it into {target_dir.absolute()})"
-            failures.append((f"[{name}] {exc}{after}", exc))
+            after = " (a re-run then extracts it)" if plan.kind == "zip" else ""
+            failures.append((f"[{plan.name}] {exc}{after}", exc))
+    # An offline user learns about every file to place by hand from one error; extracting
+    # the rest first would be wasted, since the stage fails anyway.
+    if not failures:
+        for plan in fetched:
+            failure = _unpack(plan, _options(_EXTRACT_OPTIONS, limits))
+            if failure is not None:
+                failures.append(failure)
     if failures:
-        summary = f"{len(failures)} of {len(plan)} dataset downloads failed: "
-        first = failures[0][1]
-        raise DownloadError(
-            summary + " | ".join(text for text, _ in failures), url=first.url, path=first.path
-        )
-
-    for name, url, local, target_dir, spec in plan:
-        if spec["kind"] != "zip":
-            continue
-        try:
-            strip = bool(spec.get("strip_top_dir", True))
-            extract_zip(local, target_dir, strip_single_top_dir=strip)
-        except CorruptArchiveError as exc:
-            # Move it aside so a re-run does not "skip" a broken download forever.
-            corrupt = local.with_name(local.name + ".corrupt")
-            os.replace(local, corrupt)
-            raise CorruptArchiveError(
-                f"[{name}] {exc}; moved it to {corrupt.absolute()} - re-run to download {url} "
-                f"again, {_manual_hint(local)}",
-                url=url,
-                path=local,
-            ) from None
+        _raise_all(failures, len(archives or []))
 
 
-# --------------------------------------------------------------------------- local copy
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Place ``src`` at ``dst`` atomically, hard-linking when possible (no extra disk)."""
-    if dst.exists():
-        try:
-            if os.path.samefile(src, dst):
-                return
-        except OSError:
-            pass
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
+def _unpack(plan: _Archive, options: Mapping[str, Any]) -> tuple[str, DownloadError] | None:
+    """Put one fetched archive's content in place; a bad archive is moved aside."""
+    if plan.kind == "file":
+        assert plan.filename is not None
+        target = plan.target_dir / plan.filename
+        target.parent.mkdir(parents=True, exist_ok=True)
+        link_or_copy(plan.local, target)
+        return None
     try:
-        os.link(src, tmp)
-    except OSError:
-        # Different filesystem, or links unsupported (FAT, some network mounts).
-        shutil.copy2(src, tmp)
-    os.replace(tmp, dst)
+        extract_zip(plan.local, plan.target_dir, strip_single_top_dir=plan.strip_top_dir,
+                    **options)
+        return None
+    except ArchiveError as exc:
+        # Move it aside so a re-run does not "skip" a broken download forever.
+        corrupt = plan.local.with_name(plan.local.name + ".corrupt")
+        os.replace(plan.local, corrupt)
+        plan.local.with_name(plan.local.name + ".source.json").unlink(missing_ok=True)
+        message = (f"[{plan.name}] {plan.local.name} from {plan.url}: {exc.reason}; moved it to "
+                   f"{corrupt.absolute()}, a re-run downloads it again, or put a good copy at "
+                   f"{plan.local.absolute()}")
+        return message, type(exc)(message, reason=exc.reason, url=plan.url, path=plan.local)
 
 
-def _copy_tree(src: Path, dst: Path) -> None:
-    for root, dirs, files in os.walk(src):
-        dirs.sort()
-        rel = Path(root).relative_to(src)
-        (dst / rel).mkdir(parents=True, exist_ok=True)
-        for fname in sorted(files):
-            if fname in _JUNK_NAMES:
-                continue
-            _link_or_copy(Path(root) / fname, dst / rel / fname)
-
-
-def copy_local(midlevel_dir: Path | None, soundtracks_dir: Path | None, raw_dir: Path) -> None:
-    """Adopt datasets the user already has into ``raw_dir`` (source ``local``).
-
-    Files are hard-linked when ``raw_dir`` is on the same filesystem (instant, no extra
-    space) and copied otherwise; existing files in the targets are replaced, others
-    kept.
-
-    Parameters
-    ----------
-    midlevel_dir
-        The user's Mid-level Perceptual Features directory (with ``audio/`` and
-        ``metadata_annotations/``), copied to ``raw_dir/midlevel``; ``None`` to skip.
-    soundtracks_dir
-        The user's Soundtracks Set 1 directory (``mean_ratings_set1.csv``, ``audio/``),
-        copied to ``raw_dir/soundtracks``; ``None`` to skip.
-    raw_dir
-        Root of the raw data.
-
-    Raises
-    ------
-    FileNotFoundError
-        A given directory does not exist.
-    NotADirectoryError
-        A given path is not a directory.
-    ValueError
-        Both are ``None``, a directory is empty, or a source overlaps its target.
-    """
-    raw_dir = Path(raw_dir)
-    pairs: Iterable[tuple[str, Path | None]] = (
-        ("midlevel", midlevel_dir),
-        ("soundtracks", soundtracks_dir),
-    )
-    given = [(sub, Path(src).expanduser()) for sub, src in pairs if src is not None]
-    if not given:
-        raise ValueError("copy_local needs at least one of midlevel_dir or soundtracks_dir")
-    # Check all inputs before copying anything, so a typo does not leave half a setup.
-    for sub, src in given:
-        if not src.exists():
-            raise FileNotFoundError(
-                f"The {sub} dataset directory {src.absolute()} does not exist; check the path "
-                f"you configured for it"
-            )
-        if not src.is_dir():
-            raise NotADirectoryError(f"The {sub} dataset path {src.absolute()} is not a directory")
-        if not any(p.is_file() for p in src.rglob("*")):
-            raise ValueError(f"The {sub} dataset directory {src.absolute()} contains no files")
-        target = (raw_dir / sub).resolve()
-        source = src.resolve()
-        if target == source:
-            continue
-        if source in target.parents or target in source.parents:
-            raise ValueError(
-                f"The {sub} dataset directory {source} overlaps its destination {target}"
-            )
-    for sub, src in given:
-        target = raw_dir / sub
-        if target.resolve() == src.resolve():
-            continue  # already in place
-        _copy_tree(src, target)
+def _raise_all(failures: list[tuple[str, DownloadError]], n_archives: int) -> None:
+    if len(failures) == 1:
+        raise failures[0][1].__class__(
+            failures[0][0], url=failures[0][1].url, path=failures[0][1].path) from None
+    first = failures[0][1]
+    raise DownloadError(f"{len(failures)} problems with the {n_archives} dataset archives: "
+                        + " | ".join(text for text, _ in failures), url=first.url, path=first.path)
 
 
 # ---------------------------------------------------------------------------------------
 # The download stage
+
+
+def _local_folders(params: Mapping[str, Any], raw_dir: Path) -> tuple[Path | None, Path | None]:
+    """The ``local`` folders, refused when they lie inside anything the pipeline deletes."""
+    cfg = params.get("local") or {}
+    folders = {key: local_dir(cfg.get(key), f"local.{key}")
+               for key in ("midlevel_dir", "soundtracks_dir")}
+    root = Path(params.get("_path", "params.yaml")).resolve().parent
+    dvc_yaml = root / "dvc.yaml" if (root / "dvc.yaml").is_file() else Path("dvc.yaml")
+    outputs = [raw_dir, *pipeline_outputs(dvc_yaml)]
+    outputs += [p for p in raw_dir.parent.glob(f".{raw_dir.name}.*") if p.is_dir()]
+    refuse_inside_outputs([(f"local.{k}", v) for k, v in folders.items() if v is not None],
+                          outputs)
+    return folders["midlevel_dir"], folders["soundtracks_dir"]
 
 
 def prepare_raw(source: str, raw_dir: Path, params: dict, *, progress: bool = True) -> dict[str, bool]:
@@ -721,36 +250,48 @@ def prepare_raw(source: str, raw_dir: Path, params: dict, *, progress: bool = Tr
         ``synthetic`` generates the embedded corpus, ``download`` fetches the archives listed
         in ``params['download']['archives']``, ``local`` copies directories the user has.
     raw_dir : Path
-        Destination; it appears only once complete (built in a sibling temporary directory,
-        then renamed), so an interrupted run never leaves a complete-looking corpus.
+        Destination; it appears only once complete (built in a sibling staging directory,
+        then renamed), so an interrupted run never leaves a complete-looking corpus. Staging
+        directories an earlier, killed run left are removed first.
     params : dict
         The whole params file.
+
+    Returns
+    -------
+    dict
+        ``{"midlevel": bool, "soundtracks": bool}``: which datasets are present.
+
+    Raises
+    ------
+    ValueError
+        An unknown source, or a ``local`` folder inside a pipeline output (checked before
+        anything is removed).
+    DownloadError, CorpusError, OSError
+        One line each; messages name ``raw_dir``, never the staging directory.
     """
     raw_dir = Path(raw_dir)
-    raw_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{raw_dir.name}.", dir=raw_dir.parent))
+    if source not in ("synthetic", "download", "local"):
+        raise ValueError(f"data.source must be synthetic, download or local, got {source!r}")
+    local = _local_folders(params, raw_dir) if source == "local" else None
+    remove_stale_staging(raw_dir)
+    staging = staging_dir(raw_dir)
     try:
         if source == "synthetic":
             generate_corpus(staging, progress=progress, **params["synthetic"])
         elif source == "download":
             cfg = params["download"]
             download_archives(cfg["archives"], staging, archive_dir=Path(cfg["archive_dir"]),
-                                       progress=progress)
-        elif source == "local":
-            cfg = params["local"]
-            copy_local(_optional_path(cfg.get("midlevel_dir")),
-                                _optional_path(cfg.get("soundtracks_dir")), staging)
+                              progress=progress, limits=cfg)
         else:
-            raise ValueError(f"data.source must be synthetic, download or local, got {source!r}")
+            copy_local(*local, staging)
         present = check_layout(staging)
-        if raw_dir.exists():
-            shutil.rmtree(raw_dir)
-        os.replace(staging, raw_dir)
+        replace_dir(staging, raw_dir)
+    except Exception as exc:
+        # The staging folder is deleted below: name the folder the user knows instead.
+        if len(exc.args) == 1 and isinstance(exc.args[0], str) and str(staging) in exc.args[0]:
+            exc.args = (exc.args[0].replace(str(staging), str(raw_dir)),)
+        raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return present
-
-
-def _optional_path(value: str | None) -> Path | None:
-    return Path(value).expanduser() if value else None

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import ctypes
 import math
 import multiprocessing
 import os
 import signal
-import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Sequence, TypeVar
 
 from tqdm.auto import tqdm
+
+_PARENT_POLL_SECONDS = 0.5
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,17 +45,26 @@ def resolve_jobs(jobs: int) -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _die_with_parent() -> None:
-    """Worker initialiser: on Linux, end this worker when the process that started it dies.
+def _die_with_parent(parent_pid: int) -> None:
+    """Worker initialiser: end this worker when the process that asked for it is gone.
 
-    Without it a killed stage (SIGKILL, or a closed terminal) leaves its workers running.
+    Without it a killed stage (SIGKILL, or a closed terminal) leaves its workers running:
+    under the fork server a worker's parent is the server, which outlives the stage, so
+    ``PR_SET_PDEATHSIG`` alone would not fire. A daemon thread polls the stage's pid.
     """
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+
+    def watch() -> None:
+        while True:
+            time.sleep(_PARENT_POLL_SECONDS)
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # the pid was reused by another user's process
+                os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _run_chunk(function: Callable[[Any], Any], chunk: Sequence[Any]) -> list[Any]:
@@ -112,7 +123,8 @@ def map_tasks(
             return results
         size = max(1, min(max_chunk, math.ceil(len(tasks) / (jobs * 4))))
         starts = range(0, len(tasks), size)
-        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_context(), initializer=_die_with_parent)
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_context(), initializer=_die_with_parent,
+                                   initargs=(os.getpid(),))
         try:
             pending = {pool.submit(_run_chunk, function, tasks[s:s + size]): s for s in starts}
             while pending:
