@@ -18,15 +18,15 @@ import numpy as np
 from .labels import _rng
 
 # --- time -------------------------------------------------------------------------------
-TEMPO_RANGE_BPM = (84.0, 132.0)  # moderate tempi: a clear beat at 22 kHz analysis, no half/double ambiguity
+TEMPO_RANGE_BPM = (84.0, 132.0)  # less than an octave of tempo: no clip sounds like another at double speed
 BEATS_PER_BAR = 4                # 4/4: the excerpt starts anywhere in a bar; the kick accents its first beat
 SIXTEENTHS_PER_BEAT = 4          # the grid's finest position (onsets, jitter, hi-hat sixteenths)
-SLOT_SIXTEENTHS = 8              # one chord per two beats: fast enough that 15 s holds ~15 chord slots
+SLOT_SIXTEENTHS = 8              # one chord per two beats: 10-16 chords in 15 s, enough to hear shares
 DRIFT_SD = 0.22                  # slow tempo drift (log beat length) at rhythm_stability 0
 BEAT_SD = 0.16                   # beat-to-beat tempo changes at rhythm_stability 0
 MAX_LOG_BEAT_CHANGE = 0.5        # no beat shorter than exp(-0.5) = 0.61 or longer than 1.65 periods
 MIN_BEAT_SHARE = 0.6             # so 0.6 periods per beat is a safe lower bound when sizing the grid
-SPARE_BEATS = 4                  # beyond the excerpt, so every part can look one slot ahead
+SPARE_BEATS = 4                  # margin past the excerpt's end: time_at would clamp beyond the grid
 JITTER_SD_SECONDS = 0.028        # per-note onset jitter at rhythm_stability 0: clearly audible, not chaotic
 MIN_NOTE_SECONDS = 0.03          # the shortest gate: staccato sixteenths still have a pitch
 LEAD_IN_SECONDS = 0.5            # notes ending earlier than this before the excerpt cannot sound in it
@@ -42,7 +42,9 @@ _MINOR = np.array([0, 2, 3, 5, 7, 8, 10])  # natural minor (aeolian)
 _PROGRESSIONS = ((0, 5, 7, 0), (0, 5, 0, 7), (0, 0, 5, 7), (0, 7, 5, 0))  # I-IV-V-I family, semitones
 # Roots of the diatonic triads whose quality is not the key's (major key: vi ii iii; minor: III VI VII).
 _OTHER_QUALITY_ROOTS = {False: (9, 2, 4), True: (3, 8, 10)}
-_MODULATIONS = np.array([1, 2, 3, 4, 6, 8, 9, 10, 11])  # every key change except to the dominant/subdominant
+# Key changes in semitones: all but to the dominant and subdominant, which share six of seven
+# notes with the key and would hardly be heard as a modulation.
+_MODULATIONS = np.array([1, 2, 3, 4, 6, 8, 9, 10, 11])
 _DISSONANT_ADDS = (1, 6, 11, 2, 13)  # semitones above the root: b2, tritone, maj7, 2, b9
 MINOR_KEY_THRESHOLD = 0.5        # the key's tonic chord has the majority quality
 MAX_MODULATION_SHARE = 0.9       # at tonal_stability 0 almost every slot changes key
@@ -53,8 +55,8 @@ BASS_LOW_MIDI = 36               # bass roots in C2..B2
 
 # --- chord, bass and lead parts ----------------------------------------------------------
 PUSH_SHARE = 0.45                # share of the (3, 6) sixteenth pushes played at rhythm_complexity 1
-_PUSH_POSITIONS = (3, 6)         # sixteenths into the slot: anticipations of beats 2 and 3
-CHORD_GAIN = 0.30                # divided by sqrt(voices): as loud with six voices as with four
+_PUSH_POSITIONS = (3, 6)         # sixteenths into the slot: anticipating its 2nd beat, its last off-beat
+CHORD_GAIN = 0.30                # divided by sqrt(voices): about the same power with four to six voices
 OFFBEAT_ACCENT = 0.8             # pushes softer than the beats
 PEDAL_GAIN = 0.4
 BASS_EXTRA_SHARE = 0.6           # share of the syncopated bass notes played at rhythm_complexity 1
@@ -65,7 +67,7 @@ _MEL_DURS = np.array([1, 2, 3, 4, 6, 8])  # note lengths, sixteenths
 _MEL_P_SMOOTH = np.array([0.0, 0.25, 0.05, 0.40, 0.10, 0.20])  # melodious: long notes
 _MEL_P_POINT = np.array([0.45, 0.30, 0.15, 0.10, 0.0, 0.0])   # pointillistic: short notes
 LEAD_CENTRE_MIDI = (74, 81)      # D5..G#5 (upper bound exclusive): above the chords, below the pedal
-LEAD_RANGE_MIDI = (40, 104)      # scale notes a leap may reach (upper bound exclusive)
+LEAD_RANGE_MIDI = (40, 104)      # the scale the lead moves in (upper bound exclusive)
 REST_SHARE = 0.6                 # share of rests at melodiousness 0 (none at 1)
 TURN_SHARE = 0.25                # a stepwise line turns around on a quarter of its notes
 SMALL_STEP_SHARE = 0.75          # otherwise it skips a scale degree
@@ -191,7 +193,7 @@ class Grid:
         return (int(visible[0]), int(visible[-1]) + 1) if len(visible) else (0, self.n_slots)
 
     def note(self, part: str, pos16: int, length16: float, midi: float, amp: float) -> list[Note]:
-        """The note at ``pos16`` lasting ``length16`` sixteenths (gated), if it can be heard."""
+        """``[note]`` at ``pos16`` lasting ``length16`` sixteenths (gated), or ``[]`` if inaudible."""
         t0 = float(self.time_at(pos16, JITTER_ROW[part]))
         t_next = float(self.time_at(pos16 + length16))
         dur = max(MIN_NOTE_SECONDS, self.gate * (t_next - float(self.time_at(pos16))))
@@ -493,7 +495,7 @@ def timbre(rng: np.random.Generator) -> dict:
         "hat_hz": float(rng.uniform(6000.0, 8500.0)),
         "wood_hz": float(rng.uniform(800.0, 1300.0)),
         "conga_hz": float(rng.uniform(180.0, 260.0)),
-        "ring_hz": float(137.0 * 2.0 ** rng.uniform(0.0, 1.0)),  # an octave above 137 Hz: off any pitch grid
+        "ring_hz": float(137.0 * 2.0 ** rng.uniform(0.0, 1.0)),  # unrelated to the key: inharmonic
         "pan": {k: float(v) for k, v in zip(_PAN, np.array(list(_PAN.values())) + rng.uniform(-0.1, 0.1, len(_PAN)))},
         "level": {k: float(v) for k, v in zip(("chords", "lead", "bass", "drums"),
                                                10 ** (rng.uniform(-2.0, 2.0, 4) / 20.0))},  # +-2 dB
