@@ -1,6 +1,7 @@
 """dvc.yaml lists every module a stage's code runs, so a code change re-runs exactly the stages it affects.
 
-The package's ``__init__.py`` only declares lazy exports, so it is not required as a dep.
+The package's ``__init__.py`` only declares lazy exports, so it is not required as a dep; a
+subpackage's ``__init__.py`` runs whenever one of its modules is imported, so it is.
 """
 
 import ast
@@ -13,33 +14,50 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "midlevel_emotion"
 
 
+def _module_files(dotted: str) -> set[Path]:
+    """The files importing ``midlevel_emotion.<dotted>`` runs: each subpackage's ``__init__.py``
+    on the way, then the module (a name that is no module adds nothing)."""
+    found: set[Path] = set()
+    path = PACKAGE
+    for part in [p for p in dotted.split(".") if p]:
+        path = path / part
+        if (path / "__init__.py").is_file():
+            found.add(path / "__init__.py")
+        else:
+            if path.with_suffix(".py").is_file():
+                found.add(path.with_suffix(".py"))
+            break
+    return found
+
+
 def _imports(path: Path) -> set[Path]:
     """Package modules and stage helpers that ``path`` imports (anywhere in the file, lazy imports too)."""
     found: set[Path] = set()
+    package = list(path.relative_to(PACKAGE).parent.parts) if path.is_relative_to(PACKAGE) else []
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in ast.walk(tree):
-        names: list[str] = []
+        modules: list[str] = []
         if isinstance(node, ast.ImportFrom):
-            if node.level:  # relative import inside the package
-                base = node.module.split(".") if node.module else []
-                names = [".".join(base)] if base else [a.name for a in node.names]
-            elif node.module:
-                parts = node.module.split(".")
-                if parts[0] == "midlevel_emotion":
-                    names = [".".join(parts[1:])] if len(parts) > 1 else [a.name for a in node.names]
-                elif parts[0] == "_common":
+            parts = node.module.split(".") if node.module else []
+            if node.level:  # relative import: from the importing file's package upwards
+                parts = package[:len(package) - (node.level - 1)] + parts
+            elif parts and parts[0] == "midlevel_emotion":
+                parts = parts[1:]
+            else:
+                if parts and parts[0] == "_common":
                     found.add(ROOT / "stages" / "_common.py")
+                continue
+            # `from pkg import name`: name may be an attribute or a submodule
+            modules = [".".join(parts)] + [".".join(parts + [a.name]) for a in node.names]
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 parts = alias.name.split(".")
                 if parts[0] == "midlevel_emotion" and len(parts) > 1:
-                    names.append(".".join(parts[1:]))
+                    modules.append(".".join(parts[1:]))
                 elif parts[0] == "_common":
                     found.add(ROOT / "stages" / "_common.py")
-        for name in names:
-            module = PACKAGE / f"{name.split('.')[0]}.py"
-            if module.is_file():
-                found.add(module)
+        for name in modules:
+            found |= _module_files(name)
     return found
 
 

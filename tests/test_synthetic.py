@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import inspect
 import io
 import json
@@ -14,6 +15,8 @@ import soundfile as sf
 from scipy import signal
 
 from midlevel_emotion import synthetic as S
+from midlevel_emotion.synthetic import labels as synthetic_labels
+from midlevel_emotion.synthetic import score, writer
 from midlevel_emotion.corpus import (ANNOTATIONS_CSV, EMOTIONS, METADATA_CSV, MIDLEVEL_AUDIO_DIR,
                                      MIDLEVEL_FEATURES, RATINGS_CSV, SOUNDTRACKS_AUDIO_DIR,
                                      SYNTHETIC_TRUTH_JSON, load_labels, read_annotations, read_metadata,
@@ -229,15 +232,76 @@ def test_default_metadata_and_targets():
 
 
 def test_target_rule():
-    mu, sd = S._rating_moments(0.25)
+    mu, sd = synthetic_labels._rating_moments(0.25)
     assert S.target_category(mu[None, :]) == ["NEUTRAL"]
-    for category, emotion, sign in S._TARGET_RULES:
+    for category, emotion, sign in synthetic_labels._TARGET_RULES:
         row = mu.copy()
         row[EMOTIONS.index(emotion)] += sign * 2 * sd[EMOTIONS.index(emotion)]
         assert S.target_category(row[None, :]) == [category]
 
 
+def test_planted_table_and_latents_follow_the_canonical_orders():
+    """The planted table and the score's latent names are written in one order; corpus.py owns it."""
+    assert synthetic_labels._PLANTED_COLUMNS == MIDLEVEL_FEATURES
+    assert synthetic_labels._PLANTED_ROWS == EMOTIONS
+    assert score.Latent._fields == MIDLEVEL_FEATURES
+    assert writer._ANNOTATION_FILE_ORDER == tuple(MIDLEVEL_FEATURES.index(f) for f in (
+        "melodiousness", "articulation", "rhythm_complexity", "rhythm_stability", "dissonance",
+        "tonal_stability", "minorness"))  # the published column order of annotations.csv
+
+
 # --- determinism, robustness, validation ----------------------------------------------------
+
+def _plan_digest(plan: S.ClipPlan) -> str:
+    record = {"latent": plan.latent.tolist(), "duration": plan.duration, "bpm": plan.bpm,
+              "beat_times": plan.beat_times.tolist(), "chords": plan.chords, "chord_notes": plan.chord_notes,
+              "notes": [(n.part, float(n.start), float(n.duration), float(n.midi), float(n.amp)) for n in plan.notes],
+              "hits": plan.hits, "timbre": plan.timbre, "noise_seed": plan.noise_seed}
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
+
+
+# Digests of two short clips as the single-module synthetic.py (before the split into a
+# package) planned and rendered them. Edits that are meant to keep the corpus must keep
+# these; an edit that changes the music on purpose updates them and says so. (The audio
+# digest is of float32 samples, so a numpy/scipy build with other SIMD kernels could move a
+# last bit; the plan digest would then still match.)
+PINNED = [  # (latent, seed, seconds, sample rate, plan sha256, float32 audio sha256); every part plays
+    ((0.9, 0.2, 0.8, 0.3, 0.0, 0.9, 0.1), 101, 1.0, 44100,
+     "7466581971de16554fdae84df2c91ec890d1add4194f763f21a5444e377254d5",
+     "21f2ad8c81ebea954d6d0aa8a3451e4c3e008ecf95c5b778096532015f5d8bd8"),
+    ((0.2, 0.8, 0.3, 0.9, 0.7, 0.2, 0.8), 207, 1.5, 22050,
+     "903b6b5bbe066db7c9c08c4cee2463c68df30127b7952f5f97a364315f048cd4",
+     "8a615cb36c2daa8ed5d94702ff08955d97e0d64842623a7d19afd6873d8a1002"),
+]
+
+
+@pytest.mark.parametrize("latent, seed, seconds, sample_rate, plan_sha, audio_sha", PINNED)
+def test_plan_and_audio_are_pinned(latent, seed, seconds, sample_rate, plan_sha, audio_sha):
+    plan = S.plan_clip(np.array(latent), seed=seed, duration_seconds=seconds)
+    assert _plan_digest(plan) == plan_sha, "the score changed"
+    audio = S.render_plan(plan, sample_rate)
+    assert audio.dtype == np.float32 and audio.shape == (round(seconds * sample_rate), 2)
+    assert hashlib.sha256(audio.tobytes()).hexdigest() == audio_sha, "the rendered audio changed"
+
+
+def test_score_parts_share_one_grid():
+    """A metronomic grid has equal beats and no jitter; at complexity 0 the drums are kicks only."""
+    latent = score.Latent(*np.full(7, 0.5))._replace(rhythm_stability=1.0)
+    grid = score.tempo(np.random.default_rng(0), np.random.default_rng(1), latent, 4.0)
+    np.testing.assert_allclose(np.diff(grid.beat_times), 60.0 / grid.bpm)
+    assert not grid.jitter.any() and grid.n16 == 4 * grid.n_beats
+    assert grid.time_at(8) == pytest.approx(grid.beat_times[2])
+    hits = score.drums(grid, np.random.default_rng(2), 0.0)
+    assert hits and {name for name, _, _ in hits} == {"kick"}
+    assert len(score.drums(grid, np.random.default_rng(2), 1.0)) > 3 * len(hits)
+    harm = score.harmony(grid, np.random.default_rng(3), latent)
+    notes = score.bass(grid, harm, np.random.default_rng(4), 0.0)
+    beat = 60.0 / grid.bpm
+    onsets = np.array([n.start for n in notes])
+    np.testing.assert_allclose((onsets - grid.beat_times[0]) / beat, np.round((onsets - grid.beat_times[0]) / beat),
+                               atol=1e-9)  # roots on the beats only
+
+
 
 def test_same_seed_same_corpus_with_any_number_of_jobs(corpus, corpus_serial):
     raw, _ = corpus
@@ -278,8 +342,8 @@ def test_interrupted_run_does_not_look_complete(tmp_path, monkeypatch):
             raise RuntimeError("interrupted")
         return original(task)
 
-    original = S._render_task
-    monkeypatch.setattr(S, "_render_task", failing)
+    original = writer._render_task
+    monkeypatch.setattr(writer, "_render_task", failing)
     with pytest.raises(RuntimeError, match="interrupted"):
         S.generate_corpus(raw, seed=1, n_clips=3, n_soundtracks=1, duration_seconds=2.0, jobs=1, progress=False)
     assert not any((raw / name).exists() for name in LABEL_FILES)
