@@ -2,10 +2,10 @@
 
     python stages/evaluate.py --results results --models models --raw data/raw \
         --reference reference/paper.json --out-metrics metrics/evaluate.json \
-        --report reports/evaluation.md --params params.yaml
+        --headline metrics/headline.json --checks reference/checks.json --report reports/evaluation.md --params params.yaml
 
 All logic lives in :func:`midlevel_emotion.evaluation.evaluate`; this script only parses
-arguments and writes the two outputs atomically.
+arguments and writes the three outputs atomically.
 """
 
 import argparse
@@ -24,15 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--raw", default="data/raw", help="data/raw (synthetic_truth.json, if any)")
     parser.add_argument("--reference", default="reference/paper.json", help="the paper's published values")
     parser.add_argument("--out-metrics", required=True, help="scalar metrics JSON to write")
+    parser.add_argument("--headline", required=True, help="the headline metrics JSON to write")
+    parser.add_argument("--checks", default="reference/checks.json", help="the verdict's rules")
     parser.add_argument("--report", required=True, help="Markdown report to write")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
     try:
-        result = evaluate(args.results, args.models, args.raw, args.reference, load_params(args.params))
+        result = evaluate(args.results, args.models, args.raw, args.reference, load_params(args.params),
+                          checks_path=args.checks)
     except (EvaluationError, ResultsError) as err:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 1
     write_json(args.out_metrics, result["metrics"])
+    write_json(args.headline, result["headline"])
     write_text(args.report, result["report"])
     not_run = ", ".join(sorted(result["not_run"])) or "none"
     print(f"evaluate: {len(result['seeds'])} runs on the {result['corpus']} corpus; not run: {not_run}; "

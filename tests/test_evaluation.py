@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from midlevel_emotion.headline import flat
 import pytest
 from scipy import stats
 
@@ -362,7 +364,8 @@ def run_stage_script(tmp_path, results, models, raw):
     out, report = tmp_path / "metrics" / "evaluate.json", tmp_path / "reports" / "evaluation.md"
     proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--results", str(results),
                            "--models", str(models), "--raw", str(raw), "--reference", str(REFERENCE),
-                           "--out-metrics", str(out), "--report", str(report),
+                           "--out-metrics", str(out), "--headline", str(tmp_path / "metrics" / "headline.json"),
+                           "--checks", str(ROOT / "reference" / "checks.json"), "--report", str(report),
                            "--params", str(tmp_path / "params.yaml")], capture_output=True, text=True)
     return proc, out, report
 
@@ -381,6 +384,12 @@ def test_metrics_have_no_lists_and_stage_script_writes_outputs(tmp_path):
     assert written["explanation_truth"]["mid2e"]["weight_correlation"]["mean"] == pytest.approx(1.0)
     assert "joint" not in written["explanation_truth"]  # no checkpoints: reported, not scored
     assert "## Table 2" in report.read_text()
+    headline = json.loads((tmp_path / "metrics" / "headline.json").read_text())
+    assert list_paths(headline) == [] and len(flat(headline)) <= 40
+    assert headline["a2e"]["r_avg"]["mean"] == written["table2"]["a2e"]["average"]["mean"]
+    assert headline["coe_joint"]["average"] == written["table2"]["coe_joint"]["average"]["mean"]
+    assert headline["planted_truth"]["mid2e"]["weight_correlation"] == pytest.approx(1.0)
+    assert "## Verdict" in report.read_text() and "Embedded synthetic corpus" in report.read_text()
     # an inconsistent input is a clear one-line error, not a traceback
     scores = pd.read_csv(results / "joint" / "scores.csv")
     scores[scores["target"] != "valence"].to_csv(results / "joint" / "scores.csv", index=False)

@@ -16,7 +16,9 @@ from typing import Any, Mapping
 
 from .collect import (EvaluationError, check_seeds, check_test_ids, collect, leak_check, learned_weights,
                       read_truth_weights)
+from .check import check_embedded, check_paper, read_json
 from .corpus import SYNTHETIC_TRUTH_JSON
+from .headline import headline
 from .report import render_report
 from .statistics import calibration, coe_table, explanation_truth, list_paths, rounded, table2, table3
 
@@ -36,7 +38,7 @@ def load_reference(path: Path) -> dict[str, Any]:
 
 
 def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path: Path,
-             params: Mapping[str, Any]) -> dict[str, Any]:
+             params: Mapping[str, Any], checks_path: Path = Path("reference/checks.json")) -> dict[str, Any]:
     """Run the whole evaluation.
 
     Parameters
@@ -51,6 +53,8 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
         ``data/raw``; its ``synthetic_truth.json``, when present, enables the explanation check.
     reference_path : Path
         ``reference/paper.json``.
+    checks_path : Path
+        ``reference/checks.json``: the rules of the verdict in the report (:mod:`check`).
     params : mapping
         Reads ``data.source``, ``runs.seeds`` and ``train.output_init`` (a note on the Joint
         model's start).
@@ -59,7 +63,10 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
     -------
     dict
         ``metrics`` (scalar, nested dicts, no lists: ``n_runs``, ``table2``, ``table3``,
-        ``calibration``, ``leak_check``, ``explanation_truth``), ``report`` (Markdown), and
+        ``calibration``, ``leak_check``, ``explanation_truth``), ``headline`` (the selection
+        :func:`midlevel_emotion.headline.headline` makes of them), ``verdict`` (against the
+        paper, or the embedded run's expectations on the synthetic corpus), ``report``
+        (Markdown), and
         what the report was built from (``corpus``, ``seeds``, ``synthetic``, ``not_run``,
         ``leak_check``, ``truth_skipped``, ``truth_error``).
 
@@ -102,5 +109,10 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
               "not_run": collected.not_run, "leak_check": leaks, "truth_skipped": truth_skipped,
               "truth_error": truth_error, "reference_path": str(reference_path),
               "output_init": str((params.get("train") or {}).get("output_init", "kaiming"))}
-    result["report"] = render_report(result, load_reference(reference_path))
+    reference = load_reference(reference_path)
+    result["headline"] = headline(metrics)
+    rules = read_json(checks_path)
+    result["verdict"] = (check_embedded(result["headline"], rules) if synthetic
+                         else check_paper(result["headline"], reference, rules))
+    result["report"] = render_report(result, reference)
     return result

@@ -264,7 +264,17 @@ def footer_section(result: Mapping[str, Any], reference: Mapping[str, Any]) -> l
 
 
 #: The report's sections, in order.
-SECTIONS: tuple[Section, ...] = (header_section, table2_section, coe_section, later_rerun_section, table3_section,
+def verdict_section(result: Mapping[str, Any], reference: Mapping[str, Any]) -> list[str]:
+    """The verdict (:mod:`midlevel_emotion.check`): the paper's bands, or the embedded expectations."""
+    verdict = result.get("verdict")
+    if verdict is None:
+        return []
+    return ["## Verdict", "", "`midlevel-emotion check` prints the same table; "
+            "`midlevel-emotion check --against <revision>` compares two revisions run by run.", "",
+            verdict.markdown().replace("### ", "#### ", 1)]
+
+
+SECTIONS: tuple[Section, ...] = (header_section, verdict_section, table2_section, coe_section, later_rerun_section, table3_section,
                                  calibration_section, leak_section, truth_section, footer_section)
 
 
