@@ -249,3 +249,50 @@ def check_against_revision(rev: str, *, repo: Path, results_dir: Path, headline_
     new_runs = per_run(collect(results_dir))
     return compare_revisions(old_runs, new_runs, old_headline, read_json(headline_path), rules,
                              rev, "working tree")
+
+
+# ---------------------------------------------------------------------------------------
+# The command line (`midlevel-emotion check`)
+
+
+def add_arguments(parser: Any) -> None:
+    """The options of ``midlevel-emotion check``."""
+    parser.add_argument("--against", metavar="REV",
+                        help="compare with the results committed at this git revision (branch, tag, commit) "
+                             "instead of checking against the paper")
+    parser.add_argument("--mode", choices=("auto", "paper", "embedded"), default="auto",
+                        help="without --against: 'paper' bands, or the 'embedded' corpus's expectations; "
+                             "auto picks by params.yaml data.source (default)")
+    parser.add_argument("--headline", type=Path, default=Path("metrics/headline.json"))
+    parser.add_argument("--results", type=Path, default=Path("results"))
+    parser.add_argument("--reference", type=Path, default=Path("reference/paper.json"))
+    parser.add_argument("--rules", type=Path, default=Path("reference/checks.json"))
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"))
+    parser.add_argument("--out", type=Path, help="also write the Markdown verdict to this file")
+
+
+def _corpus(params_path: Path) -> str:
+    import yaml
+
+    try:
+        return str((yaml.safe_load(Path(params_path).read_text(encoding="utf-8")) or {})["data"]["source"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        raise CheckError(f"{params_path}: cannot read data.source (use --mode paper|embedded)") from None
+
+
+def run(args: Any) -> Verdict:
+    """The verdict the options ask for (see :func:`add_arguments`)."""
+    rules = read_json(args.rules)
+    if args.against:
+        top = subprocess.run(["git", "rev-parse", "--show-toplevel"], capture_output=True, text=True)
+        if top.returncode != 0:
+            raise CheckError("--against needs a git repository (run it in the project)")
+        return check_against_revision(args.against, repo=Path(top.stdout.strip()), results_dir=args.results,
+                                      headline_path=args.headline, rules=rules)
+    mode = args.mode
+    if mode == "auto":
+        mode = "embedded" if _corpus(args.params) == "synthetic" else "paper"
+    headline = read_json(args.headline)
+    if mode == "embedded":
+        return check_embedded(headline, rules)
+    return check_paper(headline, read_json(args.reference), rules)

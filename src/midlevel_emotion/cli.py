@@ -803,6 +803,31 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=32)
 
 
+CHECK_DESCRIPTION = """\
+Print a Markdown verdict on the pipeline's results; exit status 1 when it fails.
+
+Without --against: every headline value (metrics/headline.json) against the paper's value
+with its band (reference/checks.json says why each band is what it is); on the synthetic
+corpus, against the embedded run's own expectations and the planted truth instead.
+With --against REV: which headline numbers changed beyond run-to-run noise since the
+results committed at REV, run by run (same seeds, same splits); a regression fails."""
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .check import CheckError, run
+
+    try:
+        verdict = run(args)
+    except CheckError as err:
+        raise CLIError(str(err), EXIT_USAGE) from None
+    text = verdict.markdown()
+    _out(text.rstrip("\n"))
+    if args.out is not None:
+        from .fileio import write_text
+        write_text(args.out, text)
+    return EXIT_OK if verdict.passed else EXIT_FAILURE
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for documentation and tests)."""
     common = argparse.ArgumentParser(add_help=False)
@@ -857,6 +882,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--checkpoint", metavar="PATH", default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="JSON on stdout")
     p.set_defaults(handler=cmd_info)
+
+    p = sub.add_parser("check", parents=[common], formatter_class=_Formatter,
+                       help="a verdict on the run: against the paper, or against another revision",
+                       description=CHECK_DESCRIPTION)
+    from .check import add_arguments
+    add_arguments(p)
+    p.set_defaults(handler=cmd_check)
     return parser
 
 

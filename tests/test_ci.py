@@ -1,0 +1,111 @@
+"""The CI workflows: linted by real linters, and the scripts they call run here.
+
+`.github/workflows/*.yml` only wire up `scripts/ci/*.sh`; these tests run those scripts in
+throwaway repositories, as the workflows would on a runner.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from test_evaluation import designed_values, write_fixture
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+BIN = Path(sys.executable).parent
+
+
+def env() -> dict:
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MIDLEVEL_EMOTION_ENV": "active",
+            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+
+
+def run(cmd, cwd, check=True, **extra) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env={**env(), **extra}, capture_output=True, text=True)
+    if check:
+        assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def lint(*paths: Path) -> list[subprocess.CompletedProcess]:
+    return [run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, paths)],
+                ROOT, check=False),
+            run([str(BIN / "zizmor"), "--offline", "--no-progress", *map(str, paths)], ROOT, check=False)]
+
+
+def test_the_workflows_pass_the_linters():
+    assert {p.name for p in WORKFLOWS} == {"pull-request.yml", "reproduce-paper.yml"}
+    for result in lint(*WORKFLOWS):
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_linters_catch_a_broken_workflow(tmp_path):
+    text = (ROOT / ".github/workflows/pull-request.yml").read_text()
+    invalid, injected = tmp_path / "invalid.yml", tmp_path / "injected.yml"
+    invalid.write_text(text + "      - name: a step with neither run nor uses\n")
+    # a script injection through an attacker-controlled value (a valid workflow otherwise)
+    injected.write_text(text.replace('run: bash scripts/test.sh -q',
+                                     'run: echo "${{ github.event.pull_request.title }}"'))
+    assert lint(invalid)[0].returncode != 0
+    schema, zizmor = lint(injected)
+    assert schema.returncode == 0 and zizmor.returncode != 0
+    assert "template-injection" in zizmor.stdout + zizmor.stderr
+
+
+def test_workflows_only_call_scripts_that_exist():
+    for workflow in WORKFLOWS:
+        steps = [s for job in yaml.safe_load(workflow.read_text())["jobs"].values() for s in job["steps"]]
+        for step in steps:
+            for word in step.get("run", "").split():
+                if word.startswith("scripts/"):
+                    assert (ROOT / word).is_file(), f"{workflow.name} calls {word}, which does not exist"
+
+
+def project_copy(tmp_path: Path) -> Path:
+    """The project's scripts and params in a new git + DVC repository."""
+    repo = tmp_path / "repo"
+    for name in ("scripts", "profiles", "reference"):
+        shutil.copytree(ROOT / name, repo / name)
+    shutil.copy2(ROOT / "params.yaml", repo / "params.yaml")
+    run(["git", "init", "-q", "-b", "main"], repo)
+    run([sys.executable, "-m", "dvc", "init", "-q"], repo)
+    return repo
+
+
+def committed_results(repo: Path, values: dict) -> None:
+    """Results and the committed embedded headline, as `dvc repro` leaves them, declared in dvc.yaml."""
+    write_fixture(repo, values=values)
+    (repo / "metrics" / "headline.json").write_text((ROOT / "metrics" / "headline.json").read_text())
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate": {
+        "cmd": "true", "metrics": [{"metrics/headline.json": {"cache": False}}]}}}))
+
+
+@pytest.mark.parametrize("change,status", [("drift", 0), ("regression", 1)])
+def test_the_pull_request_script_reports_regressions_and_not_drift(tmp_path, change, status):
+    repo = project_copy(tmp_path)
+    committed_results(repo, designed_values())
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "base"], repo)
+    run(["git", "checkout", "-qb", "change"], repo)
+    values = designed_values()
+    if change == "regression":
+        values["a2e"] = values["a2e"] - 0.1
+    else:
+        values = {k: v + 0.002 * (-1) ** sum(v.shape) for k, v in values.items()}
+    committed_results(repo, values)
+    summary = tmp_path / "summary.md"
+    result = run(["bash", "scripts/ci/compare.sh", "main", "verdict.md"], repo, check=False,
+                 GITHUB_STEP_SUMMARY=str(summary))
+    assert result.returncode == status, result.stdout + result.stderr
+    verdict = (repo / "verdict.md").read_text()
+    assert "### Headline metrics (`dvc metrics diff main`)" in verdict
+    assert "### working tree against main: " + ("PASS" if status == 0 else "FAIL") in verdict
+    assert ("`a2e.r_avg`" in verdict) and (("**worse**" in verdict) == (status == 1))
+    assert summary.read_text() == verdict  # the job summary shows the same
