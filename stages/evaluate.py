@@ -13,7 +13,7 @@ import sys
 
 from midlevel_emotion.evaluation import EvaluationError, evaluate
 from midlevel_emotion.params import load_params
-from midlevel_emotion.training import atomic_write_text, write_json
+from midlevel_emotion.fileio import write_json, write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluate: error: {err}", file=sys.stderr)
         return 1
     write_json(args.out_metrics, result["metrics"])
-    atomic_write_text(args.report, result["report"])
+    write_text(args.report, result["report"])
     not_run = ", ".join(sorted(result["not_run"])) or "none"
     print(f"evaluate: {len(result['seeds'])} runs on the {result['corpus']} corpus; not run: {not_run}; "
           f"wrote {args.out_metrics} and {args.report}")

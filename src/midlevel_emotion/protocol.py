@@ -21,19 +21,16 @@ from typing import Any
 
 import numpy as np
 
+from dvclive import Live
+
 from .corpus import (EMOTIONS, MIDLEVEL_FEATURES, Labels, Split, align, artist_disjoint_split, holdout,
                      load_labels, random_split)
+from .fileio import write_json, write_text
 from .scores import fit_linear, mse_vs_baseline, pearson
 from .features import SpectrogramStore
-from .params import section
-from .training import (ClipSet, TrainConfig, atomic_write_text, load_checkpoint, params_hash, predict,
-                       save_checkpoint, train, write_history, write_json)
+from .training import ClipSet, TrainConfig, load_checkpoint, params_hash, predict, save_checkpoint, train
 
 NOT_RUN_FILE = "NOT_RUN.md"
-#: The ``train`` params that become :class:`TrainConfig` fields (``fps`` comes from ``spectrogram``).
-TRAIN_KEYS = ("crop_seconds", "batch_size", "learning_rate", "max_epochs", "patience", "eval_hop_seconds",
-              "last_kernel_size", "dropout", "precise_bn", "precise_bn_clips", "output_init",
-              "recenter_output_bias")
 
 
 @dataclass
@@ -59,12 +56,9 @@ class Context:
     def seeds(self) -> list[int]:
         return [int(s) for s in self.params["runs"]["seeds"]]
 
-    def config(self, **overrides: Any) -> TrainConfig:
-        """The training hyperparameters; a key missing from params.yaml names the file and the key."""
-        values = {key: section(self.params, f"train.{key}") for key in TRAIN_KEYS}
-        values["fps"] = section(self.params, "spectrogram.fps")
-        values.update(overrides)
-        return TrainConfig(**values)
+    def config(self, kind: str) -> TrainConfig:
+        """The training hyperparameters for a ``kind`` model (see :meth:`TrainConfig.from_params`)."""
+        return TrainConfig.from_params(self.params, kind)
 
     def spectrogram_meta(self, store: SpectrogramStore) -> dict[str, Any]:
         return {**store.stats, "mean": store.mean, "std": store.std}
@@ -98,6 +92,38 @@ def run_split(ctx: Context, seed: int, ids: list[str]) -> Split:
                         validation_fraction=ctx.params["train"]["validation_fraction"])
 
 
+#: Where DVCLive writes the per-epoch curves, under a log's directory (``Live.plots_dir``).
+CURVES_FOLDER = "metrics"
+
+
+def training_curves(plots_dir: Path) -> Live:
+    """A stage's DVCLive log of training curves, one folder per model and seed.
+
+    Each model's curves are ``<plots_dir>/plots/metrics/<model>/<curve>.tsv`` (``train_loss``,
+    ``val_loss``, ``val_mean_r``; see :func:`log_epochs`), with the last values in
+    ``<plots_dir>/metrics.json``. dvc.yaml declares those two paths, not the whole folder
+    (DVCLive issue 456), so DVCLive writes no dvc.yaml of its own and saves no experiment
+    (``dvc exp run`` does that for the whole pipeline).
+    """
+    return Live(dir=str(plots_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+
+
+def log_epochs(curves: Live, model: str):
+    """An ``on_epoch`` callback for :func:`~midlevel_emotion.training.train` that logs ``model``'s curves.
+
+    One DVCLive step per epoch, numbered like the epochs (from 1, as ``best_epoch`` is), so
+    each model's curves start at step 1 although the log holds several models.
+    """
+    def log(row: dict[str, float]) -> None:
+        curves.step = int(row["epoch"])
+        for curve, value in row.items():
+            if curve != "epoch":
+                curves.log_metric(f"{model}/{curve}", value)
+        curves.next_step()
+
+    return log
+
+
 class MissingDataError(RuntimeError):
     """A stage cannot run on the data present (e.g. no mid-level annotations)."""
 
@@ -106,13 +132,14 @@ def write_not_run(out_dir: Path, metrics_path: Path, stage: str, reason: str,
                   plots_dir: Path | None = None) -> dict:
     """Record, in the stage's outputs, that and why it did not run (instead of failing obscurely).
 
-    The models directory gets ``NOT_RUN.md`` with the reason. The plots directory, which DVC
-    reads as training curves (any file there must be a TSV), is created empty so the declared
-    output exists and ``dvc plots show`` has nothing to stumble on.
+    The models directory gets ``NOT_RUN.md`` with the reason. The training-curve log in
+    ``plots_dir`` is written with no curves (an empty curves folder and summary), so the
+    outputs dvc.yaml declares exist and ``dvc plots show`` has nothing to stumble on.
     """
-    atomic_write_text(Path(out_dir) / NOT_RUN_FILE, f"# {stage} was not run\n\n{reason}\n")
+    write_text(Path(out_dir) / NOT_RUN_FILE, f"# {stage} was not run\n\n{reason}\n")
     if plots_dir is not None:
-        Path(plots_dir).mkdir(parents=True, exist_ok=True)
+        with training_curves(plots_dir) as live:
+            Path(live.plots_dir, CURVES_FOLDER).mkdir(parents=True, exist_ok=True)
     metrics = {"status": "not run", "reason": reason}
     write_json(metrics_path, metrics)
     return metrics
@@ -130,14 +157,14 @@ def _round(value: float) -> float | None:
 
 
 def _train_and_test(ctx: Context, kind: str, store: SpectrogramStore, split_ids: tuple, targets: dict[str, np.ndarray],
-                    *, seed: int, name: str, models_dir: Path, plots_dir: Path,
+                    *, seed: int, name: str, models_dir: Path, curves: Live,
                     config: TrainConfig, names: tuple[str, ...]) -> tuple[Any, dict]:
-    """Train on ``split_ids = (train, validation, test)``; save checkpoint and history; score test."""
+    """Train on ``split_ids = (train, validation, test)``, logging curves; save checkpoint; score test."""
     train_ids, val_ids, test_ids = split_ids
     result = train(kind, ctx.clip_set(store, train_ids, targets["train"]),
                    ctx.clip_set(store, val_ids, targets["validation"]), mean=store.mean, std=store.std,
-                   config=config, seed=seed, description=name, progress=ctx.progress)
-    write_history(Path(plots_dir) / f"{name}.tsv", result.history)
+                   config=config, seed=seed, description=name, progress=ctx.progress,
+                   on_epoch=log_epochs(curves, name))
     scores = None
     if test_ids:
         prediction = predict(result.model, [store.clip(i) for i in test_ids], mean=store.mean, std=store.std,
@@ -169,20 +196,21 @@ def train_a2mid(ctx: Context, models_dir: Path, metrics_path: Path, plots_dir: P
                              "A2Mid+, A2Mid and A2Mid2E need the Mid-level Perceptual Features dataset.",
                              plots_dir)
     p = ctx.params["train_a2mid"]
-    config = ctx.config()
+    config = ctx.config("a2mid")
     features = list(MIDLEVEL_FEATURES)
     decisions: list[str] = list(labels.decisions)
     store = ctx.stores["midlevel"]
     ids = align(list(labels.midlevel.index), set(store.clip_ids), "mid-level", decisions)
     y = labels.midlevel
     metrics: dict[str, Any] = {}
+    curves = training_curves(plots_dir)
 
     def fit(name: str, train_ids: list[str], test_ids: list[str], seed: int, st: SpectrogramStore, ylab) -> dict:
         tr, va = holdout(train_ids, fraction=ctx.params["train"]["validation_fraction"], seed=seed)
         targets = {"train": ylab.loc[tr, features].to_numpy(), "validation": ylab.loc[va, features].to_numpy(),
                    "test": ylab.loc[test_ids, features].to_numpy() if test_ids else None}
         _, result = _train_and_test(ctx, "a2mid", st, (tr, va, test_ids), targets, seed=seed, name=name,
-                                    models_dir=models_dir, plots_dir=plots_dir, config=config,
+                                    models_dir=models_dir, curves=curves, config=config,
                                     names=MIDLEVEL_FEATURES)
         return result
 
@@ -204,8 +232,9 @@ def train_a2mid(ctx: Context, models_dir: Path, metrics_path: Path, plots_dir: P
     non_st = [i for i in ids if i not in soundtrack_song_ids]
     metrics["a2mid_for_a2mid2e"] = fit("a2mid_for_a2mid2e", non_st, [], p["seed"], store, y)
     metrics["a2mid_for_a2mid2e"]["n_soundtracks_clips_seen"] = len(set(non_st) & soundtrack_song_ids)
+    curves.end()
     metrics["excluded_clips"] = len(decisions)
-    atomic_write_text(models_dir / "data_decisions.txt", "".join(f"{d}\n" for d in decisions))
+    write_text(models_dir / "data_decisions.txt", "".join(f"{d}\n" for d in decisions))
     write_json(metrics_path, metrics)
     return metrics
 
@@ -223,7 +252,7 @@ def fit_mid2e(ctx: Context, a2mid_checkpoint: Path, models_dir: Path, metrics_pa
     a2mid, meta = load_checkpoint(a2mid_checkpoint)
     mid_pred = predict(a2mid, [store.clip(i) for i in ids], mean=meta["spectrogram"]["mean"],
                        std=meta["spectrogram"]["std"], crop_frames=meta["input"]["crop_frames"],
-                       hop_frames=ctx.config().hop_frames)
+                       hop_frames=ctx.config("a2mid2e").hop_frames)
     mid_pred = dict(zip(ids, mid_pred))
     annotated = labels.soundtracks_midlevel.loc[ids, list(MIDLEVEL_FEATURES)]
     emotions = labels.emotions.loc[ids, list(EMOTIONS)]
@@ -260,7 +289,7 @@ def _save_a2mid2e(ctx: Context, a2mid, meta: dict, weight: np.ndarray, bias: np.
     model = build_model("a2mid2e", **meta["architecture"])
     model.a2mid.load_state_dict(a2mid.state_dict())
     model.set_linear(weight, bias)
-    save_checkpoint(path, model, kind="a2mid2e", config=ctx.config(), spectrogram=meta["spectrogram"],
+    save_checkpoint(path, model, kind="a2mid2e", config=ctx.config("a2mid2e"), spectrogram=meta["spectrogram"],
                     corpus=ctx.corpus, seed=seed, params_digest=params_hash(ctx.params),
                     test_pearson={k: v for k, v in scores.items() if v is not None})
 
@@ -280,18 +309,19 @@ def train_emotion_runs(ctx: Context, kind: str, models_dir: Path, metrics_path: 
         targets_all = np.hstack([labels.soundtracks_midlevel.loc[ids, list(MIDLEVEL_FEATURES)].to_numpy(),
                                  emotions.to_numpy()])
         names = MIDLEVEL_FEATURES + EMOTIONS
-        config = ctx.config(midlevel_loss_weight=ctx.params["train_joint"]["midlevel_loss_weight"])
+        config = ctx.config(kind)
     else:
-        targets_all, names, config = emotions.to_numpy(), EMOTIONS, ctx.config()
+        targets_all, names, config = emotions.to_numpy(), EMOTIONS, ctx.config(kind)
     row = {i: k for k, i in enumerate(ids)}
     metrics: dict[str, Any] = {kind: {}}
+    curves = training_curves(plots_dir)
     for seed in ctx.seeds:
         split = run_split(ctx, seed, ids)
         targets = {part: targets_all[[row[i] for i in getattr(split, part)]]
                    for part in ("train", "validation", "test")}
         _, result = _train_and_test(ctx, kind, store, (split.train, split.validation, split.test), targets,
                                     seed=seed, name=f"{kind}_seed_{seed}", models_dir=models_dir,
-                                    plots_dir=plots_dir, config=config, names=names)
+                                    curves=curves, config=config, names=names)
         scores = result.pop("test")
         if kind == "joint":
             mid = {n: scores[n] for n in MIDLEVEL_FEATURES}
@@ -302,6 +332,7 @@ def train_emotion_runs(ctx: Context, kind: str, models_dir: Path, metrics_path: 
         else:
             result.update(emotions=scores)
         metrics[kind][f"seed_{seed}"] = result
+    curves.end()
     metrics["excluded_clips"] = len(decisions)
     write_json(metrics_path, metrics)
     return metrics
