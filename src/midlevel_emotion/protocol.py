@@ -17,10 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
-
 from dvclive import Live
 
 from .corpus import (EMOTIONS, MIDLEVEL_FEATURES, Labels, Split, align, artist_disjoint_split, holdout,
@@ -108,7 +107,7 @@ def training_curves(plots_dir: Path) -> Live:
     return Live(dir=str(plots_dir), save_dvc_exp=False, dvcyaml=None, report=None)
 
 
-def log_epochs(curves: Live, model: str):
+def log_epochs(curves: Live, model: str) -> Callable[[dict[str, float]], None]:
     """An ``on_epoch`` callback for :func:`~midlevel_emotion.training.train` that logs ``model``'s curves.
 
     One DVCLive step per epoch, numbered like the epochs (from 1, as ``best_epoch`` is), so
