@@ -16,10 +16,11 @@ from midlevel_emotion import __version__, cli
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.features import spectrogram_params
 from midlevel_emotion.models import build_model
-from midlevel_emotion.training import ClipSet, TrainConfig, save_checkpoint, train
+from midlevel_emotion.training import ClipSet, save_checkpoint, train
+from configs import train_config
 
 SR = 44100
-CONFIG = TrainConfig(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=1, batch_size=4)
+CONFIG = train_config(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=1, batch_size=4)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 

@@ -135,12 +135,13 @@ def save_joint(path, weight, seed, ids):
     import torch
 
     from midlevel_emotion.models import build_model
-    from midlevel_emotion.training import TrainConfig, save_checkpoint
+    from configs import train_config
+    from midlevel_emotion.training import save_checkpoint
 
     model = build_model("joint")
     with torch.no_grad():
         model.emotion_layer.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
-    save_checkpoint(path, model, kind="joint", config=TrainConfig(), spectrogram={"mean": 0.0, "std": 1.0},
+    save_checkpoint(path, model, kind="joint", config=train_config(), spectrogram={"mean": 0.0, "std": 1.0},
                     corpus="synthetic", seed=seed, params_digest="x", extra={"test_ids": ids})
 
 

@@ -77,6 +77,28 @@ def test_head_parameter_counts(models: dict[str, nn.Module]) -> None:
     assert set(m.state_dict()) >= {"emotion_layer.weight", "emotion_layer.bias"}
 
 
+def test_output_layers_are_the_linear_layers_after_the_trunk_in_forward_order(
+        models: dict[str, nn.Module]) -> None:
+    x = spec(2, 313)
+    for kind, model in models.items():
+        layers = model.output_layers()
+        names = [n for n, group in (("midlevel", MIDLEVEL_FEATURES), ("emotions", EMOTIONS))
+                 if group in (model.output_names, *model.output_names)]
+        assert list(layers) == names, kind
+        # Applying the layers in order to the trunk's features gives the model's outputs.
+        with torch.no_grad():
+            h, outputs = model.trunk(x), []
+            for layer in layers.values():
+                h = layer(h)
+                outputs.append(h)
+            expected = model(x)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        assert len(outputs) == len(expected) and all(torch.equal(a, b) for a, b in zip(outputs, expected)), kind
+    assert models["a2e"].output_layers()["emotions"] is models["a2e"].head
+    assert models["joint"].output_layers()["midlevel"] is models["joint"].midlevel_layer
+    assert models["a2mid2e"].output_layers()["emotions"] is models["a2mid2e"].emotion_layer
+
+
 def test_last_kernel_size_one_changes_count() -> None:
     assert trunk_params(1) == TRUNK_K1
     assert TRUNK_K3 - TRUNK_K1 == 512 * 256 * (9 - 1)

@@ -102,5 +102,5 @@ def test_training_config_names_the_file_for_a_missing_train_key(tmp_path):
     path.write_text(text.replace("  recenter_output_bias: true\n", ""))  # a file from before the switch
     ctx = Context(labels=None, stores={}, params=load_params(path))
     with pytest.raises(ParamsError, match=r"old-params.yaml: missing key 'train.recenter_output_bias'"):
-        ctx.config()
-    assert Context(labels=None, stores={}, params=load_params(ROOT / "params.yaml")).config().output_init == "train_mean"
+        ctx.config("a2e")
+    assert Context(labels=None, stores={}, params=load_params(ROOT / "params.yaml")).config("a2e").output_init == "train_mean"

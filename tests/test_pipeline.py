@@ -87,10 +87,15 @@ def test_repro_commit_change_param_and_diff(tmp_path):
     assert dvc("status", cwd=repo).stdout.strip().endswith("up to date.")
     plots = plots_show(repo)
     curves = [name for name in plots if name.startswith("plots/training/")]
-    assert {"plots/training/a2e/a2e_seed_0.tsv", "plots/training/joint/joint_seed_1.tsv",
-            "plots/training/a2mid/a2mid_plus.tsv"} <= set(curves)
-    values = plots["plots/training/a2e/a2e_seed_0.tsv"][0]["content"]["data"]["values"]
-    assert len(values) == 2 and {"epoch", "train_loss", "val_mean_r"} <= set(values[0])  # max_epochs 2
+    # DVCLive's curves: <stage log>/plots/metrics/<model>/<curve>.tsv, one step per epoch
+    assert {f"plots/training/{log}/plots/metrics/{model}/{curve}.tsv"
+            for log, model in (("a2e", "a2e_seed_0"), ("joint", "joint_seed_1"), ("a2mid", "a2mid_plus"))
+            for curve in ("train_loss", "val_loss", "val_mean_r")} <= set(curves)
+    values = plots["plots/training/a2e/plots/metrics/a2e_seed_0/val_mean_r.tsv"][0]["content"]["data"]["values"]
+    assert [int(v["step"]) for v in values] == [1, 2] and "val_mean_r" in values[0]  # max_epochs 2
+    shown = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)  # {revision: {"data": {path: ...}}}
+    metric_files = {name for revision in shown.values() for name in revision["data"]}
+    assert "metrics/a2e.json" in metric_files and not {n for n in metric_files if n.startswith("plots/")}
 
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny run"], repo)
@@ -127,8 +132,9 @@ def test_soundtracks_only_profile_trains_a2e_and_says_what_did_not_run(tmp_path)
         metrics = json.loads((repo / f"metrics/{stage}.json").read_text())
         assert metrics["status"] == "not run" and "mid-level" in metrics["reason"]
     assert (repo / "models/joint/NOT_RUN.md").is_file()
-    assert not any((repo / "plots/training/joint").iterdir())  # no curves, and nothing DVC cannot plot
+    assert not any((repo / "plots/training/joint/plots/metrics").iterdir())  # no curves, nothing DVC cannot plot
     curves = [name for name in plots_show(repo) if name.startswith("plots/training/")]
-    assert sorted(curves) == ["plots/training/a2e/a2e_seed_0.tsv", "plots/training/a2e/a2e_seed_1.tsv"]
+    assert sorted(curves) == [f"plots/training/a2e/plots/metrics/a2e_seed_{seed}/{curve}.tsv"
+                              for seed in (0, 1) for curve in ("train_loss", "val_loss", "val_mean_r")]
     report = (repo / "reports/evaluation.md").read_text()
     assert "not run" in report

@@ -6,8 +6,10 @@ import torch
 
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES, artist_disjoint_split, holdout, random_split
 from midlevel_emotion.scores import fit_linear, pearson
-from midlevel_emotion.training import (CheckpointError, ClipSet, TrainConfig, crop, load_checkpoint, predict,
+from midlevel_emotion.training import (CheckpointError, ClipSet, crop, load_checkpoint, predict,
                                        init_output_layers, recalibrate_batchnorm, recenter_output_bias, save_checkpoint, train, window_starts)
+
+from configs import train_config
 
 import pandas as pd
 
@@ -65,7 +67,7 @@ def toy_clip_set(n=12, frames=80, seed=0, kind="a2mid"):
     return ClipSet([str(i) for i in range(n)], specs, targets)
 
 
-SMALL = TrainConfig(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=2, patience=5, batch_size=4)
+SMALL = train_config(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=2, patience=5, batch_size=4)
 
 
 def test_fixed_seed_on_cpu_gives_identical_runs():
@@ -81,7 +83,7 @@ def test_fixed_seed_on_cpu_gives_identical_runs():
 
 
 def test_early_stopping_keeps_best_epoch():
-    config = TrainConfig(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=6, patience=1, batch_size=4)
+    config = train_config(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=6, patience=1, batch_size=4)
     result = train("a2mid", toy_clip_set(), toy_clip_set(6, seed=1), mean=0.0, std=1.0, config=config, seed=0,
                    progress=False)
     rs = [h["val_mean_r"] for h in result.history]
@@ -96,6 +98,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     spec = {"sample_rate": 22050, "fps": 31.25, "mean": 0.5, "std": 2.0}
     save_checkpoint(path, result.model, kind="joint", config=SMALL, spectrogram=spec, corpus="synthetic",
                     seed=0, params_digest="abc", test_pearson={"valence": 0.5})
+    assert [p.name for p in tmp_path.iterdir()] == ["joint.pt"]  # written through a temporary file, renamed
     model, meta = load_checkpoint(path)
     assert meta["kind"] == "joint" and meta["corpus"] == "synthetic" and meta["input"]["crop_frames"] == 32
     assert meta["midlevel_features"] == list(MIDLEVEL_FEATURES) and meta["emotions"] == list(EMOTIONS)
@@ -178,7 +181,7 @@ def test_output_init_kaiming_keeps_the_papers_initialisation_and_bad_values_fail
     assert all(torch.equal(model.state_dict()[k], v) for k, v in before.items())
     assert model.emotion_layer.weight.std() > 0.2  # Kaiming-normal for 7 inputs: std ~0.53
     with pytest.raises(ValueError, match="output_init"):
-        train("joint", clips, clips, mean=0.0, std=1.0, config=TrainConfig(output_init="median"), seed=0,
+        train("joint", clips, clips, mean=0.0, std=1.0, config=train_config(output_init="median"), seed=0,
               progress=False)
 
 
@@ -188,14 +191,14 @@ def test_validation_scores_a_copy_with_precise_batchnorm_statistics():
     from midlevel_emotion.models import build_model
     model = build_model("a2mid")
     clips = toy_clip_set(8, frames=40)
-    config = TrainConfig(crop_seconds=1.0, precise_bn=True)
+    config = train_config(crop_seconds=1.0, precise_bn=True)
     bn = model.trunk.features[1]
     running_before = bn.running_mean.clone()
     scored = _inference_model(model, clips, config, mean=0.0, std=1.0, device="cpu")
     # The training model keeps its running averages; the scored copy has re-estimated ones
     assert scored is not model and torch.equal(bn.running_mean, running_before)
     assert not torch.allclose(scored.trunk.features[1].running_mean, running_before)
-    assert _inference_model(model, clips, TrainConfig(crop_seconds=1.0, precise_bn=False), mean=0.0, std=1.0,
+    assert _inference_model(model, clips, train_config(crop_seconds=1.0, precise_bn=False), mean=0.0, std=1.0,
                             device="cpu") is model
 
 
@@ -219,3 +222,117 @@ def test_recenter_output_bias_moves_the_mean_prediction_onto_the_train_mean_and_
         mid, emo = after[:, :7], after[:, 7:]
         expected = mid @ weight.numpy().T + model.emotion_layer.bias.detach().numpy()
         assert np.allclose(emo, expected, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------
+# Config from params.yaml only; params hash; curves through DVCLive
+
+import dataclasses
+import json
+
+import yaml
+
+from midlevel_emotion.params import ParamsError, load_params
+from midlevel_emotion.training import TRAIN_KEYS, TrainConfig, params_hash
+
+from configs import PARAMS
+
+
+def test_train_config_has_no_defaults_and_comes_from_params_only():
+    assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(TrainConfig))
+    with pytest.raises(TypeError):
+        TrainConfig()
+    params = load_params(PARAMS)
+    for key in TRAIN_KEYS:  # every train key reaches the config, none is shadowed
+        value = params["train"][key]
+        params["train"][key] = 0.25 if isinstance(value, float) else value
+    params["train"]["max_epochs"], params["spectrogram"]["fps"] = 77, 20.0
+    params["train_joint"]["midlevel_loss_weight"] = 2.5
+    a2e, joint = TrainConfig.from_params(params, "a2e"), TrainConfig.from_params(params, "joint")
+    assert all(getattr(joint, key) == params["train"][key] for key in TRAIN_KEYS)
+    assert joint.max_epochs == 77 and joint.fps == 20.0 and joint.midlevel_loss_weight == 2.5
+    assert a2e.midlevel_loss_weight is None and dataclasses.replace(a2e, midlevel_loss_weight=2.5) == joint
+    del params["train"]["patience"]
+    with pytest.raises(ParamsError, match=r"params.yaml: missing key 'train.patience'"):
+        TrainConfig.from_params(params, "a2e")
+    a2e_config = dataclasses.replace(SMALL, midlevel_loss_weight=None)
+    with pytest.raises(ValueError, match="midlevel_loss_weight"):
+        train("joint", toy_clip_set(kind="joint"), toy_clip_set(6, seed=1, kind="joint"), mean=0.0, std=1.0,
+              config=a2e_config, seed=0, progress=False)
+
+
+def test_params_hash_names_the_whole_params_content_not_the_file(tmp_path):
+    params = load_params(PARAMS)
+    copy = tmp_path / "elsewhere.yaml"  # same content, other place and key order
+    raw = yaml.safe_load(PARAMS.read_text())
+    copy.write_text(yaml.safe_dump(dict(reversed(list(raw.items()))), sort_keys=False))
+    moved = load_params(copy)
+    assert moved["_path"] != params["_path"] and params_hash(moved) == params_hash(params)
+    for section, key, value in (("train", "learning_rate", 0.001), ("explain", "pair_selection", "formula"),
+                                ("synthetic", "seed", 1)):
+        changed = load_params(PARAMS)
+        changed[section][key] = value
+        assert params_hash(changed) != params_hash(params), (section, key)
+
+
+def test_on_epoch_sees_each_history_row_and_leaves_training_unchanged():
+    rows = []
+    kwargs = dict(mean=0.0, std=1.0, config=SMALL, seed=3, progress=False)
+    logged = train("a2mid", toy_clip_set(), toy_clip_set(6, seed=1), on_epoch=rows.append, **kwargs)
+    plain = train("a2mid", toy_clip_set(), toy_clip_set(6, seed=1), **kwargs)
+    assert rows == logged.history == plain.history and [r["epoch"] for r in rows] == [1, 2]
+    assert all(torch.equal(p, q) for p, q in zip(logged.model.state_dict().values(), plain.model.state_dict().values()))
+
+
+def read_tsv(path):
+    lines = path.read_text().splitlines()
+    return lines[0].split("\t"), [[float(v) for v in line.split("\t")] for line in lines[1:]]
+
+
+def test_training_curves_log_one_dvclive_step_per_epoch_per_model(tmp_path):
+    from midlevel_emotion.protocol import log_epochs, training_curves
+    plots = tmp_path / "plots/training/a2e"
+    (plots / "plots/metrics/a2e_seed_9").mkdir(parents=True)  # a stale model from an earlier run
+    curves = training_curves(plots)
+    histories = {}
+    for model, seed in (("a2e_seed_0", 0), ("a2e_seed_1", 1)):
+        result = train("a2e", toy_clip_set(kind="a2e"), toy_clip_set(6, seed=1, kind="a2e"), mean=0.0, std=1.0,
+                       config=SMALL, seed=seed, progress=False, on_epoch=log_epochs(curves, model))
+        histories[model] = result.history
+    curves.end()
+    assert sorted(p.name for p in (plots / "plots/metrics").iterdir()) == ["a2e_seed_0", "a2e_seed_1"]
+    for model, history in histories.items():
+        for curve in ("train_loss", "val_loss", "val_mean_r"):
+            header, rows = read_tsv(plots / f"plots/metrics/{model}/{curve}.tsv")
+            assert header == ["step", curve]
+            assert rows == [[h["epoch"], h[curve]] for h in history]  # step = epoch; values exactly
+    summary = json.loads((plots / "metrics.json").read_text())
+    assert summary["a2e_seed_1"]["val_mean_r"] == histories["a2e_seed_1"][-1]["val_mean_r"]
+    assert not (plots / "dvc.yaml").exists() and not list(plots.glob("report.*"))  # dvc.yaml declares them
+
+
+def test_dvc_yaml_declares_the_curves_and_summary_of_each_training_stage_not_its_folder():
+    stages = yaml.safe_load((PARAMS.parent / "dvc.yaml").read_text())["stages"]
+    for name in ("train_a2mid", "train_a2e", "train_joint"):
+        stage = stages[name]
+        cmd = stage["cmd"].split()
+        log_dir = cmd[cmd.index("--plots") + 1]
+        plots = {next(iter(p)) if isinstance(p, dict) else p: p for p in stage["plots"]}
+        outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
+        assert list(plots) == [f"{log_dir}/plots/metrics"], name
+        assert plots[f"{log_dir}/plots/metrics"][f"{log_dir}/plots/metrics"]["x"] == "step"
+        assert f"{log_dir}/metrics.json" in outs and log_dir not in outs, name
+        metrics = [next(iter(m)) for m in stage.get("metrics", [])]
+        assert f"{log_dir}/metrics.json" not in metrics  # per-run summaries stay out of `dvc metrics diff`
+
+
+def test_a_stage_that_did_not_run_leaves_its_declared_curve_outputs(tmp_path):
+    from midlevel_emotion.protocol import write_not_run
+    plots = tmp_path / "plots/training/joint"
+    metrics = write_not_run(tmp_path / "models", tmp_path / "results", tmp_path / "joint.json", "train_joint",
+                            "no annotations", plots)
+    assert metrics == {"status": "not run", "reason": "no annotations"}
+    assert json.loads((plots / "metrics.json").read_text()) == {}
+    assert (plots / "plots/metrics").is_dir() and not any((plots / "plots/metrics").iterdir())
+    assert "no annotations" in (tmp_path / "models/NOT_RUN.md").read_text()
+    assert "no annotations" in (tmp_path / "results/NOT_RUN.md").read_text()

@@ -15,6 +15,11 @@ In the two explainable models nothing sits between the mid-level output and the
 emotion layer, so ``emotions = mid @ W.T + b`` exactly, and each emotion is a sum of
 feature effects ``W[i, j] * mid[j]`` plus a bias. Both expose that layer as
 ``model.emotion_layer`` (weight shape (8, 7)) so explanation code treats them alike.
+
+Every model names its output layers with ``model.output_layers()``: the Linear layers
+after the trunk, in forward order, keyed ``"midlevel"`` and/or ``"emotions"`` (the order
+in which two-output models concatenate their outputs). Training code that sets output
+biases uses this instead of probing attribute names.
 """
 
 from __future__ import annotations
@@ -147,6 +152,10 @@ class A2E(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x))
 
+    def output_layers(self) -> dict[str, nn.Linear]:
+        """``{"emotions": head}``."""
+        return {"emotions": self.head}
+
 
 class A2Mid(nn.Module):
     """Audio to the seven mid-level features. Output (batch, 7)."""
@@ -162,6 +171,10 @@ class A2Mid(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x))
+
+    def output_layers(self) -> dict[str, nn.Linear]:
+        """``{"midlevel": head}``."""
+        return {"midlevel": self.head}
 
 
 class A2Mid2E(nn.Module):
@@ -214,6 +227,10 @@ class A2Mid2E(nn.Module):
         mid = self.a2mid(x)
         return mid, self.emotion_layer(mid)
 
+    def output_layers(self) -> dict[str, nn.Linear]:
+        """``{"midlevel": the A2Mid's head, "emotions": emotion_layer}``, in forward order."""
+        return {"midlevel": self.a2mid.head, "emotions": self.emotion_layer}
+
 
 class A2Mid2EJoint(nn.Module):
     """Audio -> 7 mid-level units -> 8 emotions, both outputs supervised (loss = sum).
@@ -236,6 +253,10 @@ class A2Mid2EJoint(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mid = self.midlevel_layer(self.trunk(x))
         return mid, self.emotion_layer(mid)
+
+    def output_layers(self) -> dict[str, nn.Linear]:
+        """``{"midlevel": midlevel_layer, "emotions": emotion_layer}``, in forward order."""
+        return {"midlevel": self.midlevel_layer, "emotions": self.emotion_layer}
 
 
 def build_model(kind: str, *, last_kernel_size: int = 3, dropout: float = 0.3) -> nn.Module:

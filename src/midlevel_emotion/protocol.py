@@ -17,24 +17,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+from dvclive import Live
 
 from .corpus import (EMOTIONS, MIDLEVEL_FEATURES, Labels, Split, align, artist_disjoint_split, holdout,
                      load_labels, random_split)
+from .fileio import write_json, write_text
 from .scores import fit_linear
 from .store import SpectrogramStore
 from .params import section
 from . import results
-from .training import (ClipSet, TrainConfig, atomic_write_text, load_checkpoint, params_hash, predict,
-                       save_checkpoint, train, write_history, write_json)
+from .training import ClipSet, TrainConfig, load_checkpoint, params_hash, predict, save_checkpoint, train
 
 NOT_RUN_FILE = results.NOT_RUN_FILE
-#: The ``train`` params that become :class:`TrainConfig` fields (``fps`` comes from ``spectrogram``).
-TRAIN_KEYS = ("crop_seconds", "batch_size", "learning_rate", "max_epochs", "patience", "eval_hop_seconds",
-              "last_kernel_size", "dropout", "precise_bn", "precise_bn_clips", "output_init",
-              "recenter_output_bias")
 
 
 @dataclass
@@ -60,12 +57,9 @@ class Context:
     def seeds(self) -> list[int]:
         return [int(s) for s in self.params["runs"]["seeds"]]
 
-    def config(self, **overrides: Any) -> TrainConfig:
-        """The training hyperparameters; a key missing from params.yaml names the file and the key."""
-        values = {key: section(self.params, f"train.{key}") for key in TRAIN_KEYS}
-        values["fps"] = section(self.params, "spectrogram.fps")
-        values.update(overrides)
-        return TrainConfig(**values)
+    def config(self, kind: str) -> TrainConfig:
+        """The training hyperparameters for a ``kind`` model (see :meth:`TrainConfig.from_params`)."""
+        return TrainConfig.from_params(self.params, kind)
 
     def spectrogram_meta(self, store: SpectrogramStore) -> dict[str, Any]:
         return {**store.stats, "mean": store.mean, "std": store.std}
@@ -99,6 +93,38 @@ def run_split(ctx: Context, seed: int, ids: list[str]) -> Split:
                         validation_fraction=ctx.params["train"]["validation_fraction"])
 
 
+#: Where DVCLive writes the per-epoch curves, under a log's directory (``Live.plots_dir``).
+CURVES_FOLDER = "metrics"
+
+
+def training_curves(plots_dir: Path) -> Live:
+    """A stage's DVCLive log of training curves, one folder per model and seed.
+
+    Each model's curves are ``<plots_dir>/plots/metrics/<model>/<curve>.tsv`` (``train_loss``,
+    ``val_loss``, ``val_mean_r``; see :func:`log_epochs`), with the last values in
+    ``<plots_dir>/metrics.json``. dvc.yaml declares those two paths, not the whole folder
+    (DVCLive issue 456), so DVCLive writes no dvc.yaml of its own and saves no experiment
+    (``dvc exp run`` does that for the whole pipeline).
+    """
+    return Live(dir=str(plots_dir), save_dvc_exp=False, dvcyaml=None, report=None)
+
+
+def log_epochs(curves: Live, model: str) -> Callable[[dict[str, float]], None]:
+    """An ``on_epoch`` callback for :func:`~midlevel_emotion.training.train` that logs ``model``'s curves.
+
+    One DVCLive step per epoch, numbered like the epochs (from 1, as ``best_epoch`` is), so
+    each model's curves start at step 1 although the log holds several models.
+    """
+    def log(row: dict[str, float]) -> None:
+        curves.step = int(row["epoch"])
+        for curve, value in row.items():
+            if curve != "epoch":
+                curves.log_metric(f"{model}/{curve}", value)
+        curves.next_step()
+
+    return log
+
+
 class MissingDataError(RuntimeError):
     """A stage cannot run on the data present (e.g. no mid-level annotations)."""
 
@@ -108,21 +134,22 @@ def write_not_run(out_dir: Path, results_dir: Path, metrics_path: Path, stage: s
     """Record, in the stage's outputs, that and why it did not run (instead of failing obscurely).
 
     The models and results directories get ``NOT_RUN.md`` with the reason, the metrics file
-    ``{"status": "not run", "reason": ...}``. The plots directory, which DVC reads as training
-    curves (any file there must be a TSV), is created empty so the declared output exists and
-    ``dvc plots show`` has nothing to stumble on.
+    ``{"status": "not run", "reason": ...}``. The training-curve log in ``plots_dir`` is
+    written with no curves (an empty curves folder and summary), so the outputs dvc.yaml
+    declares exist and ``dvc plots show`` has nothing to stumble on.
     """
-    atomic_write_text(Path(out_dir) / NOT_RUN_FILE, f"# {stage} was not run\n\n{reason}\n")
+    write_text(Path(out_dir) / NOT_RUN_FILE, f"# {stage} was not run\n\n{reason}\n")
     if plots_dir is not None:
-        Path(plots_dir).mkdir(parents=True, exist_ok=True)
+        with training_curves(plots_dir) as live:
+            Path(live.plots_dir, CURVES_FOLDER).mkdir(parents=True, exist_ok=True)
     return results.write_not_run(results_dir, metrics_path, stage, reason)
 
 
 def _train_and_test(ctx: Context, kind: str, store: SpectrogramStore, split_ids: tuple, targets: dict[str, np.ndarray],
-                    *, seed: int, name: str, model: str, models_dir: Path, plots_dir: Path,
+                    *, seed: int, name: str, model: str, models_dir: Path, curves: Live,
                     config: TrainConfig, names: tuple[str, ...],
                     song_ids: dict[str, str] | None = None) -> tuple[list[dict], list[dict]]:
-    """Train on ``split_ids = (train, validation, test)``; save checkpoint and history; score test.
+    """Train on ``split_ids = (train, validation, test)``, logging curves; save checkpoint; score test.
 
     Returns the run's records and split rows (:mod:`midlevel_emotion.results`); ``song_ids``
     maps the store's clip ids to mid-level song ids (None: they are mid-level song ids).
@@ -130,8 +157,8 @@ def _train_and_test(ctx: Context, kind: str, store: SpectrogramStore, split_ids:
     train_ids, val_ids, test_ids = split_ids
     result = train(kind, ctx.clip_set(store, train_ids, targets["train"]),
                    ctx.clip_set(store, val_ids, targets["validation"]), mean=store.mean, std=store.std,
-                   config=config, seed=seed, description=name, progress=ctx.progress)
-    write_history(Path(plots_dir) / f"{name}.tsv", result.history)
+                   config=config, seed=seed, description=name, progress=ctx.progress,
+                   on_epoch=log_epochs(curves, name))
     prediction = None
     if test_ids:
         prediction = predict(result.model, [store.clip(i) for i in test_ids], mean=store.mean, std=store.std,
@@ -162,7 +189,7 @@ def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path:
                              "A2Mid+, A2Mid and A2Mid2E need the Mid-level Perceptual Features dataset.",
                              plots_dir)
     p = ctx.params["train_a2mid"]
-    config = ctx.config()
+    config = ctx.config("a2mid")
     features = list(MIDLEVEL_FEATURES)
     decisions: list[str] = list(labels.decisions)
     store = ctx.stores["midlevel"]
@@ -170,6 +197,7 @@ def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path:
     y = labels.midlevel
     records: list[dict] = []
     splits: list[dict] = []
+    curves = training_curves(plots_dir)
 
     def fit(name: str, train_ids: list[str], test_ids: list[str], seed: int, st: SpectrogramStore, ylab,
             song_ids: dict[str, str] | None = None) -> None:
@@ -177,7 +205,7 @@ def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path:
         targets = {"train": ylab.loc[tr, features].to_numpy(), "validation": ylab.loc[va, features].to_numpy(),
                    "test": ylab.loc[test_ids, features].to_numpy() if test_ids else None}
         run = _train_and_test(ctx, "a2mid", st, (tr, va, test_ids), targets, seed=seed, name=name, model=name,
-                              models_dir=models_dir, plots_dir=plots_dir, config=config,
+                              models_dir=models_dir, curves=curves, config=config,
                               names=MIDLEVEL_FEATURES, song_ids=song_ids)
         records.extend(run[0])
         splits.extend(run[1])
@@ -200,7 +228,8 @@ def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path:
     soundtrack_song_ids = set(labels.soundtracks_song_ids.values())
     non_st = [i for i in ids if i not in soundtrack_song_ids]
     fit("a2mid_for_a2mid2e", non_st, [], p["seed"], store, y)
-    atomic_write_text(models_dir / "data_decisions.txt", "".join(f"{d}\n" for d in decisions))
+    curves.end()
+    write_text(models_dir / "data_decisions.txt", "".join(f"{d}\n" for d in decisions))
     return results.write_stage(results_dir, metrics_path, records, splits, {"excluded_clips": len(decisions)})
 
 
@@ -217,7 +246,7 @@ def fit_mid2e(ctx: Context, a2mid_checkpoint: Path, models_dir: Path, results_di
     a2mid, meta = load_checkpoint(a2mid_checkpoint)
     mid_pred = predict(a2mid, [store.clip(i) for i in ids], mean=meta["spectrogram"]["mean"],
                        std=meta["spectrogram"]["std"], crop_frames=meta["input"]["crop_frames"],
-                       hop_frames=ctx.config().hop_frames)
+                       hop_frames=ctx.config("a2mid2e").hop_frames)
     mid_pred = dict(zip(ids, mid_pred))
     annotated = labels.soundtracks_midlevel.loc[ids, list(MIDLEVEL_FEATURES)]
     emotions = labels.emotions.loc[ids, list(EMOTIONS)]
@@ -256,7 +285,7 @@ def _save_a2mid2e(ctx: Context, a2mid, meta: dict, weight: np.ndarray, bias: np.
     model = build_model("a2mid2e", **meta["architecture"])
     model.a2mid.load_state_dict(a2mid.state_dict())
     model.set_linear(weight, bias)
-    save_checkpoint(path, model, kind="a2mid2e", config=ctx.config(), spectrogram=meta["spectrogram"],
+    save_checkpoint(path, model, kind="a2mid2e", config=ctx.config("a2mid2e"), spectrogram=meta["spectrogram"],
                     corpus=ctx.corpus, seed=seed, params_digest=params_hash(ctx.params),
                     test_pearson=scores)
 
@@ -277,19 +306,21 @@ def train_emotion_runs(ctx: Context, kind: str, models_dir: Path, results_dir: P
         targets_all = np.hstack([labels.soundtracks_midlevel.loc[ids, list(MIDLEVEL_FEATURES)].to_numpy(),
                                  emotions.to_numpy()])
         names = MIDLEVEL_FEATURES + EMOTIONS
-        config = ctx.config(midlevel_loss_weight=ctx.params["train_joint"]["midlevel_loss_weight"])
+        config = ctx.config(kind)
     else:
-        targets_all, names, config = emotions.to_numpy(), EMOTIONS, ctx.config()
+        targets_all, names, config = emotions.to_numpy(), EMOTIONS, ctx.config(kind)
     row = {i: k for k, i in enumerate(ids)}
     records: list[dict] = []
     splits: list[dict] = []
+    curves = training_curves(plots_dir)
     for seed in ctx.seeds:
         split = run_split(ctx, seed, ids)
         targets = {part: targets_all[[row[i] for i in getattr(split, part)]]
                    for part in ("train", "validation", "test")}
         run = _train_and_test(ctx, kind, store, (split.train, split.validation, split.test), targets,
                               seed=seed, name=f"{kind}_seed_{seed}", model=kind, models_dir=models_dir,
-                              plots_dir=plots_dir, config=config, names=names, song_ids=labels.soundtracks_song_ids)
+                              curves=curves, config=config, names=names, song_ids=labels.soundtracks_song_ids)
         records.extend(run[0])
         splits.extend(run[1])
+    curves.end()
     return results.write_stage(results_dir, metrics_path, records, splits, {"excluded_clips": len(decisions)})

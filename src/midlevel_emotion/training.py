@@ -16,12 +16,9 @@ Clips shorter than a crop are loop-padded (repeated), as the authors' code did.
 from __future__ import annotations
 
 import copy
-import csv
 import datetime as _dt
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -32,35 +29,62 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .corpus import EMOTIONS, MIDLEVEL_FEATURES
-from .scores import fit_linear, pearson
+from .fileio import atomic_write
 from .models import build_model
+from .params import section
+from .scores import fit_linear, pearson
 
 CHECKPOINT_FORMAT = "midlevel-emotion-checkpoint"
 CHECKPOINT_VERSION = 1
 
 
+#: The ``train`` params that become :class:`TrainConfig` fields of the same name.
+TRAIN_KEYS = ("crop_seconds", "batch_size", "learning_rate", "max_epochs", "patience", "eval_hop_seconds",
+              "last_kernel_size", "dropout", "precise_bn", "precise_bn_clips", "output_init",
+              "recenter_output_bias")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyperparameters of one training run (all from params.yaml)."""
+    """Hyperparameters of one training run.
 
-    crop_seconds: float = 10.0
-    fps: float = 31.25
-    batch_size: int = 8
-    learning_rate: float = 0.0005
-    max_epochs: int = 199
-    patience: int = 50
-    eval_hop_seconds: float = 5.0
-    midlevel_loss_weight: float = 1.0  # Joint only: loss = weight * MSE(mid) + MSE(emotions)
-    last_kernel_size: int = 3
-    dropout: float = 0.3
-    precise_bn: bool = True  # re-estimate the kept model's BatchNorm statistics with dropout off
-    precise_bn_clips: int = 64  # training clips (one crop each) those statistics are estimated from
-    output_init: str = "kaiming"  # or "train_mean": the untrained model predicts the train targets' mean
-    recenter_output_bias: bool = False  # shift the kept model's output biases onto the train targets' mean
+    No field has a default: params.yaml is their only home (its comments explain each one),
+    and :meth:`from_params` builds the config from it.
+    """
+
+    crop_seconds: float
+    fps: float  # spectrogram.fps
+    batch_size: int
+    learning_rate: float
+    max_epochs: int
+    patience: int
+    eval_hop_seconds: float
+    midlevel_loss_weight: float | None  # Joint only (train_joint): weight * MSE(mid) + MSE(emotions)
+    last_kernel_size: int
+    dropout: float
+    precise_bn: bool  # re-estimate the kept model's BatchNorm statistics with dropout off
+    precise_bn_clips: int  # training clips (one crop each) those statistics are estimated from
+    output_init: str  # "kaiming" (the paper) or "train_mean" (see init_output_layers)
+    recenter_output_bias: bool  # shift the kept model's output biases onto the train targets' mean
 
     def __post_init__(self) -> None:
         if self.precise_bn_clips < 1:
             raise ValueError(f"precise_bn_clips must be at least 1, got {self.precise_bn_clips}")
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any], kind: str) -> "TrainConfig":
+        """The config for training a ``kind`` model, read from a loaded params.yaml.
+
+        ``train.*`` gives the fields of :data:`TRAIN_KEYS`, ``spectrogram.fps`` the frame rate,
+        and for ``kind="joint"`` ``train_joint.midlevel_loss_weight`` the loss weight (None for
+        the other kinds, whose stages do not depend on it). A missing key raises
+        :class:`~midlevel_emotion.params.ParamsError` naming the file and the key.
+        """
+        values = {key: section(params, f"train.{key}") for key in TRAIN_KEYS}
+        values["fps"] = section(params, "spectrogram.fps")
+        values["midlevel_loss_weight"] = (section(params, "train_joint.midlevel_loss_weight")
+                                          if kind == "joint" else None)
+        return cls(**values)
 
     @property
     def crop_frames(self) -> int:
@@ -257,14 +281,13 @@ def init_output_layers(model: torch.nn.Module, train_set: ClipSet, how: str = "t
                                                                     std=std, device=device)]).mean(0)
         targets = np.asarray(train_set.targets, dtype=np.float64)
         t = torch.as_tensor(targets.mean(axis=0), dtype=f.dtype, device=f.device)
-        if hasattr(model, "head"):
-            model.head.bias.copy_(t - model.head.weight @ f)
-        else:  # Joint: trunk -> midlevel_layer -> emotion_layer
-            n_mid = model.midlevel_layer.out_features
-            model.midlevel_layer.bias.copy_(t[:n_mid] - model.midlevel_layer.weight @ f)
-            weight, bias = fit_linear(targets[:, :n_mid], targets[:, n_mid:])
-            model.emotion_layer.weight.copy_(_like(weight, model.emotion_layer.weight))
-            model.emotion_layer.bias.copy_(_like(bias, model.emotion_layer.bias))
+        first, *rest = model.output_layers().values()  # trunk -> first [-> 7->8 emotion layer (Joint)]
+        n_first = first.out_features
+        first.bias.copy_(t[:n_first] - first.weight @ f)
+        for emotion_layer in rest:
+            weight, bias = fit_linear(targets[:, :n_first], targets[:, n_first:])
+            emotion_layer.weight.copy_(_like(weight, emotion_layer.weight))
+            emotion_layer.bias.copy_(_like(bias, emotion_layer.bias))
 
 
 def recenter_output_bias(model: torch.nn.Module, train_set: ClipSet, *, mean: float, std: float,
@@ -292,15 +315,14 @@ def recenter_output_bias(model: torch.nn.Module, train_set: ClipSet, *, mean: fl
     prediction = predict(model, train_set.spectrograms, mean=mean, std=std, crop_frames=crop_frames,
                          hop_frames=hop_frames, device=device)
     delta = np.asarray(train_set.targets, dtype=np.float64).mean(axis=0) - prediction.mean(axis=0)
+    first, *rest = model.output_layers().values()  # trunk -> first [-> 7->8 emotion layer (Joint)]
+    n_first = first.out_features
     with torch.no_grad():
-        if hasattr(model, "head"):
-            model.head.bias.add_(_like(delta, model.head.bias))
-            return delta
-        n_mid = model.midlevel_layer.out_features  # Joint: trunk -> midlevel_layer -> emotion_layer
-        weight = model.emotion_layer.weight.detach().cpu().numpy().astype(np.float64)
-        model.midlevel_layer.bias.add_(_like(delta[:n_mid], model.midlevel_layer.bias))
-        # what the mid-level shift already does to the emotions is passed through the 7->8 layer
-        model.emotion_layer.bias.add_(_like(delta[n_mid:] - weight @ delta[:n_mid], model.emotion_layer.bias))
+        first.bias.add_(_like(delta[:n_first], first.bias))
+        for emotion_layer in rest:
+            # what the mid-level shift already does to the emotions is passed through the 7->8 layer
+            weight = emotion_layer.weight.detach().cpu().numpy().astype(np.float64)
+            emotion_layer.bias.add_(_like(delta[n_first:] - weight @ delta[:n_first], emotion_layer.bias))
     return delta
 
 
@@ -327,6 +349,8 @@ def _inference_model(model: torch.nn.Module, train_set: ClipSet, config: TrainCo
 
 def _loss(kind: str, prediction: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> torch.Tensor:
     if kind == "joint":
+        if config.midlevel_loss_weight is None:
+            raise ValueError("the Joint model needs midlevel_loss_weight (params.yaml: train_joint)")
         n_mid = len(MIDLEVEL_FEATURES)
         return (config.midlevel_loss_weight * F.mse_loss(prediction[:, :n_mid], target[:, :n_mid])
                 + F.mse_loss(prediction[:, n_mid:], target[:, n_mid:]))
@@ -359,7 +383,8 @@ class TrainResult:
 
 def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float, std: float,
           config: TrainConfig, seed: int, device: torch.device | None = None,
-          description: str = "train", progress: bool = True) -> TrainResult:
+          description: str = "train", progress: bool = True,
+          on_epoch: Callable[[dict[str, float]], None] | None = None) -> TrainResult:
     """Train one model from scratch and return it with the best validation epoch's weights.
 
     Parameters
@@ -372,6 +397,9 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
         Spectrogram standardisation (dataset-wide scalars).
     seed : int
         Seeds the weights, the crops and the batch order.
+    on_epoch : callable, optional
+        Called after each epoch with its history row (``epoch``, ``train_loss``, ``val_loss``,
+        ``val_mean_r``), e.g. to log training curves while training runs.
     """
     device = device or default_device()
     seed_everything(seed)
@@ -409,6 +437,8 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
         val_loss = float(np.mean((val_pred - validation_set.targets) ** 2))
         history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
                         "val_mean_r": val_r})
+        if on_epoch is not None:
+            on_epoch(dict(history[-1]))
         if val_r > best_r:
             # the state that was scored: with precise_bn, its re-estimated statistics are kept
             best_r, best_epoch, best_state = val_r, epoch, copy.deepcopy(scored.state_dict())
@@ -427,35 +457,14 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
 # Files
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text via a temporary file and rename, so no half-written file looks complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-
-def write_history(path: Path, history: list[dict[str, float]]) -> None:
-    """Per-epoch training log as TSV (a DVC plot)."""
-    if not history:
-        raise ValueError(f"{path}: empty training history")
-    fields = list(history[0])
-    lines = ["\t".join(fields)] + ["\t".join(f"{row[f]:.6g}" for f in fields) for row in history]
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
 def params_hash(params: dict) -> str:
-    """Short hash of the params a model depends on (recorded in its checkpoint)."""
+    """Short hash of the whole params file a model was trained with (recorded in its checkpoint).
+
+    Every section counts, so the hash names one params.yaml content rather than the subset a
+    model depends on (which also spans the data and spectrogram sections); keys starting with
+    ``_`` are left out (``load_params`` adds ``_path``, where the file was read from). Key
+    order and YAML formatting do not change the hash.
+    """
     blob = json.dumps({k: v for k, v in params.items() if not k.startswith("_")}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -495,16 +504,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, *, kind: str, config: Tr
         "extra": extra or {},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 class CheckpointError(ValueError):
