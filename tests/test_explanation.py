@@ -10,8 +10,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from midlevel_emotion import explain_stage as stage
 from midlevel_emotion import explanation as ex
-from midlevel_emotion import figures
+from midlevel_emotion import figures, pairs
 from midlevel_emotion.audio import AudioError
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.features import spectrogram_params, write_spectrogram_store
@@ -211,21 +212,21 @@ def test_pair_selection_follows_the_words_or_the_formula():
     # 0 and 3 differ in both (the literal formula's pair)
     emotions = np.array([[0.0, 0.0], [0.1, 0.0], [0.5, 0.0], [1.0, 0.0]])
     midlevel = np.array([[0.0, 0.0], [0.9, 0.0], [0.5, 0.0], [1.0, 0.0]])
-    d_e, d_mid = ex.scaled_distances(emotions), ex.scaled_distances(midlevel)
+    d_e, d_mid = pairs.scaled_distances(emotions), pairs.scaled_distances(midlevel)
     upper = d_e[np.triu_indices(4, 1)]
     assert upper.min() == pytest.approx(0.0) and upper.max() == pytest.approx(1.0) and np.all(np.diag(d_e) == 0)
-    i, j, score = ex.select_pair(d_e, d_mid, "words")
+    i, j, score = pairs.select_pair(d_e, d_mid, "words")
     assert (i, j) == (0, 1) and score == pytest.approx(d_mid[0, 1] - d_e[0, 1])
-    i, j, score = ex.select_pair(d_e, d_mid, "formula")
+    i, j, score = pairs.select_pair(d_e, d_mid, "formula")
     assert (i, j) == (0, 3) and score == pytest.approx(d_e[0, 3] - (1 - d_mid[0, 3]))
     with pytest.raises(ValueError, match="words"):
-        ex.select_pair(d_e, d_mid, "sideways")
+        pairs.select_pair(d_e, d_mid, "sideways")
 
 
 def test_correlation_matrix_matches_numpy():
     rng = np.random.default_rng(3)
     mid, emo = rng.normal(size=(30, 7)), rng.normal(size=(30, 8))
-    r = ex.correlation_matrix(mid, emo)
+    r = pairs.correlation_matrix(mid, emo)
     assert r.shape == (7, 8) and r[2, 5] == pytest.approx(np.corrcoef(mid[:, 2], emo[:, 5])[0, 1])
 
 
@@ -303,7 +304,7 @@ def world(tmp_path_factory):
 
 def run_stage(world, tmp_path, rule="words", models=None):
     params = {"runs": {"seeds": [0, 1]}, "explain": {"pair_selection": rule}}
-    return ex.explain_stage(world / "raw", world / "spectrograms", models or world / "models", tmp_path / "plots",
+    return stage.explain_stage(world / "raw", world / "spectrograms", models or world / "models", tmp_path / "plots",
                             tmp_path / "reports", params, log=lambda *a: None)
 
 
@@ -345,7 +346,7 @@ def test_stage_without_joint_model_writes_what_it_can(world, tmp_path):
     summary = run_stage(world, tmp_path, models=models)
     assert "correlation_heatmap.png" not in summary["not_run"] and "effects.png" in summary["not_run"]
     assert "No mid-level annotations" in summary["not_run"]["effects.png"]
-    for name in ex.PLOT_OUTPUTS:
+    for name in stage.PLOT_OUTPUTS:
         assert (tmp_path / "plots" / name).is_file(), name
     assert pd.read_csv(tmp_path / "plots/effects.csv").empty
     assert "not run" in (tmp_path / "reports/song_pair.md").read_text()
@@ -359,7 +360,7 @@ def test_stage_without_midlevel_annotations(tmp_path):
     (models / "joint").mkdir(parents=True)
     (models / "joint/NOT_RUN.md").write_text("# train_joint was not run\n\nNo annotations.\n")
     params = {"runs": {"seeds": [0]}, "explain": {"pair_selection": "words"}}
-    summary = ex.explain_stage(tmp_path / "raw", tmp_path / "spectrograms", models, tmp_path / "plots",
+    summary = stage.explain_stage(tmp_path / "raw", tmp_path / "spectrograms", models, tmp_path / "plots",
                                tmp_path / "reports", params)
-    assert set(summary["not_run"]) == set(ex.PLOT_OUTPUTS) | {"song_pair.md"}
+    assert set(summary["not_run"]) == set(stage.PLOT_OUTPUTS) | {"song_pair.md"}
     assert is_png(tmp_path / "plots/correlation_heatmap.png")
