@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from midlevel_emotion import __version__, cli
+from midlevel_emotion import __version__, cli, cli_output
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.features import spectrogram_params
 from midlevel_emotion.models import build_model
@@ -172,8 +172,8 @@ def test_hop_sets_the_number_of_windows(capsys, checkpoints, audio):
 def test_plot_writes_a_bar_chart_for_one_window_and_curves_for_a_song(capsys, checkpoints, audio, tmp_path,
                                                                       monkeypatch):
     drawn = []
-    original = cli._plot
-    monkeypatch.setattr(cli, "_plot", lambda exp, out, warning: (drawn.append(len(exp.times)),
+    original = cli_output.plot
+    monkeypatch.setattr(cli_output, "plot", lambda exp, out, warning: (drawn.append(len(exp.times)),
                                                                  original(exp, out, warning)))
     bars, curves = tmp_path / "bars.png", tmp_path / "sub" / "curves.png"
     assert run(capsys, "explain", audio["short"], "-c", checkpoints["joint"], "--plot", bars)[0] == 0
@@ -279,8 +279,8 @@ def test_compare_shows_both_profiles_and_drivers(capsys, checkpoints, audio):
         # the table row names the emotion's largest driver with its share
         top = entry["features"][0]
         row = next(line for line in text.splitlines() if line.startswith(e + " "))
-        assert f"{top['feature']} {cli._num(top['difference'], sign=True)}" in row
-        assert cli._num(entry['difference'], sign=True) in row
+        assert f"{top['feature']} {cli_output.num(top['difference'], sign=True)}" in row
+        assert cli_output.num(entry['difference'], sign=True) in row
 
 
 def test_info_describes_the_checkpoint(capsys, checkpoints):

@@ -13,8 +13,11 @@ Commands
 
 Exit status: 0 success; 1 failure (model error, some files of a batch failed, output not
 written); 2 usage or input error (bad arguments, missing, unreadable or non-audio input,
-missing or incompatible checkpoint); 130 interrupted. Errors are one line on stderr,
-``--debug`` adds the traceback.
+missing, damaged or incompatible checkpoint, an output path that would overwrite an input
+or has an audio suffix); 130 interrupted (Ctrl-C: no output file is left half-written).
+Errors are one line on stderr, ``--debug`` adds the traceback. Output files are written
+atomically with the permissions the user's umask gives; CSV text cells that a spreadsheet
+would run as a formula are quoted (:mod:`.csvsafe`).
 
 Heavy imports (torch, matplotlib) happen inside the commands so ``--help`` and
 ``--version`` answer at once.
@@ -24,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import json
 import math
 import os
@@ -34,13 +35,18 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from . import __version__
+from . import cli_output as show
 
 PROG = "midlevel-emotion"
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 AUDIO_SUFFIXES: tuple[str, ...] = (".mp3", ".wav", ".flac", ".ogg")  # what libsndfile decodes here
+# Never an output name: the inputs' suffixes and those of other audio the user may keep nearby.
+PROTECTED_SUFFIXES: tuple[str, ...] = AUDIO_SUFFIXES + (
+    ".aac", ".aif", ".aifc", ".aiff", ".alac", ".ape", ".au", ".caf", ".m4a", ".m4b", ".mid", ".midi",
+    ".mp2", ".mp4", ".oga", ".opus", ".snd", ".w64", ".wma", ".wv")
 PLOT_SUFFIXES: tuple[str, ...] = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 DEFAULT_CHECKPOINT_TEXT = "models/joint/joint_seed_0.pt"  # explanation.DEFAULT_CHECKPOINT, without importing torch
 EXPLAINABLE_KINDS = ("joint", "a2mid2e")
@@ -76,79 +82,8 @@ def _one_line(text: Any) -> str:
     return " ".join(str(text).split())
 
 
-def _jsonable(value: Any) -> Any:
-    """Plain JSON types: numpy arrays and scalars, Paths, NaN -> null."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy / torch
-        return _jsonable(value.tolist())
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (str, int, bool)):
-        return value
-    return str(value)
-
-
 def _dump_json(data: Any) -> None:
-    _out(json.dumps(_jsonable(data), indent=2, allow_nan=False))
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str] | None], indent: str = "",
-           align: str | None = None) -> str:
-    """Aligned text table: by default the first column left-aligned, the rest right-aligned.
-
-    ``align`` gives one letter per column ("l" or "r"). A ``None`` row draws a rule (used
-    before the bias/prediction rows).
-    """
-    align = align or "l" + "r" * (len(header) - 1)
-    cells = [list(header)] + [list(r) for r in rows if r is not None]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-
-    def line(row: Sequence[str]) -> str:
-        parts = [c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align)]
-        return (indent + "  ".join(parts)).rstrip()
-
-    rule = indent + "  ".join("-" * w for w in widths)
-    out = [line(header), rule]
-    out += [rule if row is None else line(row) for row in rows]
-    return "\n".join(out)
-
-
-def _num(x: float | None, digits: int = 3, sign: bool = False) -> str:
-    if x is None or not math.isfinite(float(x)):
-        return "n/a"
-    text = f"{float(x):+.{digits}f}" if sign else f"{float(x):.{digits}f}"
-    if text.startswith("-") and float(text) == 0:  # no "-0.000"
-        text = ("+" if sign else "") + text[1:]
-    return text
-
-
-def _seconds(x: float) -> str:
-    return f"{x:.1f} s" if x < 60 else f"{x:.1f} s ({int(x // 60)}:{int(x % 60):02d})"
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Create ``path`` via a temporary file in the same directory and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _names() -> tuple[tuple[str, ...], tuple[str, ...]]:
-    from .corpus import EMOTIONS, MIDLEVEL_FEATURES
-
-    return MIDLEVEL_FEATURES, EMOTIONS
+    _out(json.dumps(show.jsonable(data), indent=2, allow_nan=False))
 
 
 # ---------------------------------------------------------------------------------------
@@ -161,6 +96,36 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
     from .explanation import DEFAULT_CHECKPOINT
 
     return Path(DEFAULT_CHECKPOINT)
+
+
+def _check_outputs(outputs: dict[str, str | None], protected: Sequence[Path]) -> None:
+    """Refuse an output path that would destroy an input: before any work is done.
+
+    ``outputs`` maps an option (``--csv``) to its path (None: not given; ``-``: stdout).
+    Refused: a name with an audio suffix (``--csv song.mp3`` is a typo for an input, and
+    writing there would destroy audio), an existing directory, and any file that is one of
+    ``protected`` (the inputs and the checkpoint), also through a symlink or a hard link.
+    """
+    for option, raw in outputs.items():
+        if raw is None or raw == "-":
+            continue
+        path = Path(raw)
+        if path.suffix.lower() in PROTECTED_SUFFIXES:
+            raise CLIError(f"{path}: refusing to write {option} output to a file with an audio suffix "
+                           f"({path.suffix}); it may be someone's audio. Choose another name")
+        if path.is_dir():
+            raise CLIError(f"{path}: is a directory; {option} needs a file name")
+        for other in protected:
+            if _same_file(path, other):
+                raise CLIError(f"{path}: refusing to write {option} output over the input {other}; "
+                               "choose another name")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet): compare where they would be
+        return a.resolve() == b.resolve()
 
 
 def _load_model(path: Path) -> tuple[Any, dict]:
@@ -231,14 +196,15 @@ def _flush(stream: Any) -> None:
 
 
 def _explain_one(path: Path, model: tuple[Any, dict], hop: float | None, debug: bool = False) -> Any:
-    """Explain one file; AudioError -> exit 2, anything else -> exit 1."""
+    """Explain one file; AudioError and CheckpointError (non-finite output) -> exit 2, others -> exit 1."""
     from .audio import AudioError
     from .explanation import explain
+    from .training import CheckpointError
 
     try:
         with _native_stderr(debug):
             return explain(path, model, hop_seconds=hop)
-    except AudioError as err:
+    except (AudioError, CheckpointError) as err:
         raise CLIError(_one_line(err), EXIT_USAGE) from err
     except (KeyboardInterrupt, CLIError):
         raise
@@ -262,127 +228,12 @@ def _print_warning(text: str | None) -> None:
         _err(text if text.lower().startswith("warning") else f"warning: {text}")
 
 
-def _padding_note(exp: Any) -> str | None:
-    if not getattr(exp, "padded", False):
-        return None
-    return (f"note: {exp.source}: {exp.duration_seconds:.1f} s is shorter than the model's "
-            f"{exp.window_seconds:.1f} s window; it was looped to fill the window, as in training")
-
-
-def _n_windows(exp: Any) -> int:
-    return int(len(exp.times))
-
-
-def _source_name(exp: Any) -> str:
-    return str(exp.source)
-
-
 # ---------------------------------------------------------------------------------------
 # Text output
 
 
-def _format_explanation(exp: Any) -> str:
-    features, emotions = _names()
-    n = _n_windows(exp)
-    ck = exp.checkpoint or {}
-    lines = [f"{_source_name(exp)}: {_seconds(exp.duration_seconds)}"]
-    if n > 1:
-        lines[0] += (f", song-level mean of {n} windows of {exp.window_seconds:.1f} s "
-                     f"(hop {exp.hop_seconds:.1f} s)")
-    else:
-        lines[0] += f", one {exp.window_seconds:.1f} s window" + (" (looped to fill it)" if exp.padded else "")
-    trained = str(ck.get("trained_at") or "?")[:10]
-    lines.append(f"model: {ck.get('kind', '?')} from {ck.get('path', '?')} "
-                 f"(corpus {ck.get('corpus', '?')}, trained {trained})")
-    lines.append("")
-    lines.append("Effect of each mid-level feature on each emotion (weight x feature value);")
-    lines.append("effects + bias = prediction.")
-    lines.append("")
-    header = ["feature", "value", *emotions]
-    rows: list[list[str] | None] = []
-    for f in features:
-        rows.append([f, _num(exp.midlevel[f]), *(_num(exp.effects[e][f], sign=True) for e in emotions)])
-    rows.append(None)
-    rows.append(["bias", "", *(_num(exp.bias[e], sign=True) for e in emotions)])
-    rows.append(["prediction", "", *(_num(exp.emotions[e]) for e in emotions)])
-    lines.append(_table(header, rows))
-    # One line per emotion naming its strongest driver: the readable summary.
-    lines.append("")
-    lines.append("Strongest feature effect per emotion:")
-    for e in emotions:
-        top = max(features, key=lambda f: abs(exp.effects[e][f]))
-        lines.append(f"  {e:<8} {_num(exp.emotions[e]):>7}  mostly {top} ({_num(exp.effects[e][top], sign=True)})")
-    if n > 1:
-        lines.append("")
-        lines.append(_curve_text(exp))
-    return "\n".join(lines)
-
-
-def _curve_text(exp: Any) -> str:
-    features, emotions = _names()
-    times = [float(t) for t in exp.times]
-    lines = [f"Over time (one row per {exp.window_seconds:.1f} s window; time = where it starts, in s):", ""]
-    rows = [[f"{t:.1f}", *(_num(v, 2) for v in exp.emotion_curve[i])] for i, t in enumerate(times)]
-    lines.append(_table(["time", *emotions], rows, indent="  "))
-    lines.append("")
-    short = [f.replace("rhythm_", "rhythm ").replace("tonal_", "tonal ") for f in features]
-    rows = [[f"{t:.1f}", *(_num(v, 2) for v in exp.midlevel_curve[i])] for i, t in enumerate(times)]
-    lines.append(_table(["time", *short], rows, indent="  "))
-    return "\n".join(lines)
-
-
 # ---------------------------------------------------------------------------------------
 # Plots
-
-
-def _plot(exp: Any, out: Path, warning: str | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    features, emotions = _names()
-    title = f"{Path(_source_name(exp)).name}  ({_seconds(exp.duration_seconds)})"
-    if _n_windows(exp) > 1:
-        times = [float(t) + exp.window_seconds / 2 for t in exp.times]
-        fig, axes = plt.subplots(2, 1, figsize=(12, 8), sharex=True, constrained_layout=True)
-        for ax, names, curve, what in ((axes[0], emotions, exp.emotion_curve, "emotion"),
-                                       (axes[1], features, exp.midlevel_curve, "mid-level feature")):
-            cmap = plt.get_cmap("tab10")
-            for j, name in enumerate(names):
-                ax.plot(times, [row[j] for row in curve], label=name, color=cmap(j), marker=".", lw=1.5)
-            ax.set_ylabel(f"predicted {what}")
-            ax.grid(alpha=0.3)
-            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
-        axes[1].set_xlabel(f"time [s] (centre of each {exp.window_seconds:.1f} s window, "
-                           f"hop {exp.hop_seconds:.1f} s)")
-        axes[0].set_title("Emotions over time")
-        axes[1].set_title("Mid-level features over time")
-    else:
-        fig, axes = plt.subplots(2, 4, figsize=(15, 7.5), sharey=True, constrained_layout=True)
-        labels = [*features, "bias"]
-        limit = max(max(abs(exp.effects[e][f]) for e in emotions for f in features),
-                    max(abs(exp.bias[e]) for e in emotions), 1e-6) * 1.1
-        for ax, e in zip(axes.flat, emotions):
-            values = [exp.effects[e][f] for f in features] + [exp.bias[e]]
-            colours = ["tab:red" if v > 0 else "tab:blue" for v in values[:-1]] + ["0.6"]
-            ax.barh(range(len(labels)), values, color=colours)
-            ax.axvline(0, color="black", lw=0.8)
-            ax.set_xlim(-limit, limit)
-            ax.set_yticks(range(len(labels)), labels)
-            ax.set_title(f"{e} = {exp.emotions[e]:.3f}")
-            ax.grid(axis="x", alpha=0.3)
-            ax.set_xlabel("effect (weight x value)")
-        axes.flat[0].invert_yaxis()  # once: the y axis is shared; features top to bottom, bias last
-        title += "  effects on each emotion; effects + bias = prediction"
-    if warning:
-        fig.suptitle(f"{title}\nWARNING: {warning}", color="black", fontsize="medium")
-    else:
-        fig.suptitle(title, fontsize="medium")
-    try:
-        _atomic_write(out, lambda tmp: fig.savefig(tmp, format=out.suffix.lstrip(".").lower(), dpi=110))
-    finally:
-        plt.close(fig)
 
 
 def _check_plot_path(path: Path) -> None:
@@ -429,10 +280,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return _explain_batch(args)
     path = Path(args.inputs[0])
     _check_input_file(path)
-    model = _load_model(_checkpoint_path(args))
+    checkpoint = _checkpoint_path(args)
+    _check_outputs({"--plot": args.plot}, [path, checkpoint])
+    model = _load_model(checkpoint)
     exp = _explain_one(path, model, args.hop, args.debug)
     warning = _warning(model[1], exp)
-    note = _padding_note(exp)
+    note = show.padding_note(exp)
     if note:
         _err(note)
     if args.json:
@@ -441,10 +294,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
         _dump_json(data)
     else:
         _print_warning(warning)
-        _out(_format_explanation(exp))
+        _out(show.format_explanation(exp))
     if args.plot is not None:
         try:
-            _plot(exp, Path(args.plot), warning)
+            show.plot(exp, Path(args.plot), warning)
         except OSError as err:
             raise CLIError(f"{args.plot}: cannot write plot ({err.strerror or err})", EXIT_FAILURE) from err
         _err(f"wrote {args.plot}")
@@ -452,81 +305,19 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def _explain_batch(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .audio import AudioError
-
-    features, emotions = _names()
     files = _expand_inputs(args.inputs, args.recursive)
     if args.csv == "-" and args.json:
         raise CLIError("--csv - and --json both write to stdout; choose one")
-    model = _load_model(_checkpoint_path(args))
+    checkpoint = _checkpoint_path(args)
+    _check_outputs({"--csv": args.csv}, [*files, checkpoint])
+    model = _load_model(checkpoint)
     warning = _warning(model[1])
-    rows: list[dict[str, Any]] = []
-    results: list[dict[str, Any]] = []
-    failures: list[tuple[Path, str]] = []
-    notes: list[str] = []
-    bar = tqdm(files, desc="explain", unit="file", file=sys.stderr, dynamic_ncols=True,
-               disable=True if args.no_progress else None)
-    for path in bar:
-        bar.set_postfix_str(path.name[-40:], refresh=False)
-        row: dict[str, Any] = {"file": str(path), "status": "ok"}
-        try:
-            from .explanation import explain
-
-            with _native_stderr(args.debug):
-                exp = explain(path, model, hop_seconds=args.hop)
-        except AudioError as err:
-            reason = err.reason
-        except KeyboardInterrupt:
-            raise
-        except Exception as err:  # noqa: BLE001 - one failed file must not stop the batch
-            reason = f"model failed ({type(err).__name__}: {_one_line(err)})"
-            if args.debug:
-                tqdm.write(traceback.format_exc().rstrip(), file=sys.stderr)
-        else:
-            reason = None
-            row.update({f: exp.midlevel[f] for f in features})
-            row.update({e: exp.emotions[e] for e in emotions})
-            note = _padding_note(exp)
-            if note:
-                notes.append(note)
-            if args.json:
-                results.append({"file": str(path), "status": "ok", "error": None, "explanation": exp.to_dict()})
-        if reason is not None:
-            reason = _one_line(reason)
-            row.update({"status": "failed", "error": reason})
-            failures.append((path, reason))
-            if args.json:
-                results.append({"file": str(path), "status": "failed", "error": reason, "explanation": None})
-        rows.append(row)
-    bar.close()
-
-    columns = ["file", "status", *features, *emotions, "error"]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({c: (f"{row[c]:.6f}" if isinstance(row.get(c), float) else row.get(c, ""))
-                         for c in columns})
+    rows, results, notes = _explain_files(files, model, args)
+    failures = [(r["file"], r["error"]) for r in rows if r["status"] == "failed"]
     for note in notes:
         _err(note)
     _print_warning(warning)
-    if args.csv == "-":
-        sys.stdout.write(buffer.getvalue())
-    elif args.csv is not None:
-        try:
-            _atomic_write(Path(args.csv), lambda tmp: tmp.write_text(buffer.getvalue()))
-        except OSError as err:
-            raise CLIError(f"{args.csv}: cannot write CSV ({err.strerror or err})", EXIT_FAILURE) from err
-    if args.json:
-        _dump_json({"warning": warning, "checkpoint": str(_checkpoint_path(args)),
-                    "n_files": len(files), "n_failed": len(failures), "files": results})
-    elif args.csv is None:
-        table_rows = [[Path(r["file"]).name if len(files) > 1 else r["file"],
-                       *((_num(r[e]) for e in emotions) if r["status"] == "ok" else ["failed"] + [""] * 7)]
-                      for r in rows]
-        _out(_table(["file", *emotions], table_rows))
+    _write_batch(rows, results, args, warning, checkpoint)
     done = len(files) - len(failures)
     target = f"wrote {args.csv}: " if args.csv not in (None, "-") else ""
     _err(f"{target}{len(files)} file{'s' * (len(files) != 1)}, {done} explained, {len(failures)} failed")
@@ -536,6 +327,82 @@ def _explain_batch(args: argparse.Namespace) -> int:
             _err(f"  {path}: {reason}")
         return EXIT_FAILURE
     return EXIT_OK
+
+
+def _explain_files(files: list[Path], model: tuple[Any, dict],
+                   args: argparse.Namespace) -> tuple[list[dict], list[dict], list[str]]:
+    """Explain every file, going on after a failed one: CSV rows, JSON results and padding notes.
+
+    A file that cannot be used fails alone; a model whose output is not finite (a damaged
+    checkpoint) would fail them all, so it stops the batch with one line (exit 2).
+    """
+    from tqdm import tqdm
+
+    from .audio import AudioError
+    from .explanation import explain
+    from .training import CheckpointError
+
+    features, emotions = show.names()
+    rows: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    notes: list[str] = []
+    bar = tqdm(files, desc="explain", unit="file", file=sys.stderr, dynamic_ncols=True,
+               disable=True if args.no_progress else None)
+    for path in bar:
+        bar.set_postfix_str(path.name[-40:], refresh=False)
+        row: dict[str, Any] = {"file": str(path), "status": "ok", "error": None}
+        exp = None
+        try:
+            with _native_stderr(args.debug):
+                exp = explain(path, model, hop_seconds=args.hop)
+        except AudioError as err:
+            row.update({"status": "failed", "error": _one_line(err.reason)})
+        except CheckpointError as err:
+            bar.close()
+            raise CLIError(_one_line(err), EXIT_USAGE) from err
+        except Exception as err:  # noqa: BLE001 - one failed file must not stop the batch
+            row.update({"status": "failed", "error": f"model failed ({type(err).__name__}: {_one_line(err)})"})
+            if args.debug:
+                tqdm.write(traceback.format_exc().rstrip(), file=sys.stderr)
+        if exp is not None:
+            row.update({f: exp.midlevel[f] for f in features})
+            row.update({e: exp.emotions[e] for e in emotions})
+            note = show.padding_note(exp)
+            if note:
+                notes.append(note)
+        if args.json:
+            results.append({"file": str(path), "status": row["status"], "error": row["error"],
+                            "explanation": exp.to_dict() if exp is not None else None})
+        rows.append(row)
+    bar.close()
+    return rows, results, notes
+
+
+def _write_batch(rows: list[dict], results: list[dict], args: argparse.Namespace, warning: str | None,
+                 checkpoint: Path) -> None:
+    """The batch's output: the CSV (atomically, or on stdout), the JSON, or a table on stdout."""
+    from .csvsafe import rows_text
+
+    features, emotions = show.names()
+    text = rows_text(["file", "status", *features, *emotions, "error"], rows)
+    if args.csv == "-":
+        sys.stdout.write(text)
+    elif args.csv is not None:
+        from .fileio import write_text
+
+        try:
+            write_text(args.csv, text)
+        except OSError as err:
+            raise CLIError(f"{args.csv}: cannot write CSV ({err.strerror or err})", EXIT_FAILURE) from err
+    if args.json:
+        n_failed = sum(r["status"] == "failed" for r in rows)
+        _dump_json({"warning": warning, "checkpoint": str(checkpoint), "n_files": len(rows),
+                    "n_failed": n_failed, "files": results})
+    elif args.csv is None:
+        table_rows = [[Path(r["file"]).name if len(rows) > 1 else r["file"],
+                       *((show.num(r[e]) for e in emotions) if r["status"] == "ok" else ["failed"] + [""] * 7)]
+                      for r in rows]
+        _out(show.table(["file", *emotions], table_rows))
 
 
 # ---------------------------------------------------------------------------------------
@@ -557,50 +424,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise CLIError(f"cannot compare {a_path} and {b_path} ({type(err).__name__}: {_one_line(err)})",
                        EXIT_FAILURE) from err
     warning = _warning(model[1], a)
-    for note in (_padding_note(a), _padding_note(b)):
+    for note in (show.padding_note(a), show.padding_note(b)):
         if note:
             _err(note)
     if args.json:
         _dump_json({"warning": warning, "a": a.to_dict(), "b": b.to_dict(), "comparison": result})
         return EXIT_OK
     _print_warning(warning)
-    _out(_format_comparison(a, b, result, args.top))
+    _out(show.format_comparison(a, b, result, args.top))
     return EXIT_OK
-
-
-def _format_comparison(a: Any, b: Any, result: dict, top: int) -> str:
-    """Table 4 style: both emotion profiles, A - B, and the features behind each difference.
-
-    Follows ``explanation.compare``: differences are A minus B, and for each emotion the
-    feature differences (effect in A - effect in B) plus the bias difference add up to it.
-    """
-    features, emotions = _names()
-    lines = [f"A = {a.source} ({_seconds(a.duration_seconds)})",
-             f"B = {b.source} ({_seconds(b.duration_seconds)})", ""]
-    lines.append("Emotions of A and B, and the mid-level features that make them differ")
-    lines.append("(feature's share = its effect in A - its effect in B = weight x (A value - B value);")
-    lines.append(" the shares of all seven features add up to A - B).")
-    lines.append("")
-    rows = []
-    for e in emotions:
-        entry = result["emotions"][e]
-        ranked = entry["features"][:top]
-        text = ", ".join(f"{r['feature']} {_num(r['difference'], sign=True)}" for r in ranked)
-        if abs(float(entry.get("bias_difference", 0.0))) > 5e-4:
-            text += f", bias {_num(entry['bias_difference'], sign=True)}"
-        rows.append([e, _num(entry["a"]), _num(entry["b"]), _num(entry["difference"], sign=True), text])
-    lines.append(_table(["emotion", "A", "B", "A - B", f"main drivers of A - B (top {top})"], rows,
-                        align="lrrrl"))
-    lines.append("")
-    lines.append("Mid-level features:")
-    lines.append("")
-    rows = [[f, _num(a.midlevel[f]), _num(b.midlevel[f]), _num(a.midlevel[f] - b.midlevel[f], sign=True)]
-            for f in features]
-    lines.append(_table(["feature", "A", "B", "A - B"], rows))
-    if not result.get("same_model", True):
-        lines.append("")
-        lines.append("note: A and B were explained by different models; bias differences are listed.")
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------
@@ -633,59 +465,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         _dump_json(info)
         return EXIT_OK
     _print_warning(warning)
-    _out(_format_info(info))
+    _out(show.format_info(info))
     return EXIT_OK
-
-
-def _format_info(info: dict) -> str:
-    features, emotions = _names()
-    spec = info.get("spectrogram") or {}
-    window = info.get("input") or {}
-    rows = [
-        ("checkpoint", f"{info['path']} ({info['size_bytes'] / 1e6:.1f} MB)"),
-        ("model", info["description"]),
-        ("explainable", "yes: `explain` shows effects of mid-level features" if info["explainable"]
-         else "no: `explain` needs a joint or a2mid2e checkpoint"),
-        ("corpus", str(info.get("corpus", "?"))),
-        ("trained", str(info.get("trained_at", "?"))),
-        ("params hash", str(info.get("params_hash", "?"))),
-        ("seed", str(info.get("seed", "?"))),
-        ("window", f"{float(window.get('crop_seconds', float('nan'))):.2f} s "
-                   f"({window.get('crop_frames', '?')} frames at {spec.get('fps', '?')} fps), "
-                   f"evaluation hop {window.get('eval_hop_seconds', '?')} s"),
-        ("spectrogram", ", ".join(f"{k} {_fmt_value(spec[k])}" for k in spec)),
-        ("parameters", f"{info['n_parameters']:,} trainable"),
-        ("format", f"{info.get('format', '?')} v{info.get('version', '?')}"),
-    ]
-    width = max(len(k) for k, _ in rows)
-    lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
-    pearson = info.get("test_pearson") or {}
-    lines.append("")
-    if not pearson:
-        lines.append("test Pearson r: not recorded in this checkpoint")
-        return "\n".join(lines)
-    lines.append("test Pearson r (held-out test split):")
-    order = [n for n in (*features, *emotions) if n in pearson] + sorted(set(pearson) - {*features, *emotions})
-    lines.append(_table(["target", "r"], [[n, _num(_float(pearson[n]))] for n in order], indent="  "))
-    for group, names in (("mid-level", features), ("emotion", emotions)):
-        values = [_float(pearson[n]) for n in names if n in pearson]
-        values = [v for v in values if v is not None and math.isfinite(v)]
-        if values:
-            lines.append(f"  mean {group} r: {sum(values) / len(values):.3f} over {len(values)} targets")
-    return "\n".join(lines)
-
-
-def _float(x: Any) -> float | None:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return None
-
-
-def _fmt_value(x: Any) -> str:
-    if isinstance(x, float):
-        return f"{x:.6g}"
-    return str(x)
 
 
 # ---------------------------------------------------------------------------------------
@@ -719,7 +500,8 @@ real data."""
 
 EXIT_TEXT = """\
 exit status: 0 ok; 1 failure (model error, some files of a batch failed); 2 usage or input
-error (bad arguments, missing/unreadable/non-audio file, missing or incompatible checkpoint)."""
+error (bad arguments, missing/unreadable/non-audio file, missing, damaged or incompatible
+checkpoint, an output path that is an input or has an audio suffix); 130 interrupted."""
 
 MAIN_EPILOG = f"""\
 examples:
