@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,8 @@ from midlevel_emotion.audio import AudioError
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.features import spectrogram_params, write_spectrogram_store
 from midlevel_emotion.models import build_model
-from midlevel_emotion.training import CheckpointError, ClipSet, TrainConfig, predict, save_checkpoint, train
+from midlevel_emotion.training import (CheckpointError, ClipSet, TrainConfig, load_checkpoint, predict,
+                                       save_checkpoint, train)
 
 CONFIG = TrainConfig(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=1, patience=5, batch_size=4)
 FPS = 31.25
@@ -168,6 +171,72 @@ def test_signal_input_matches_the_file(tmp_path, model):
         ex.explain(np.zeros(44100, dtype=np.float32), model, sample_rate=44100)
     with pytest.raises(AudioError, match="missing.wav: file not found"):
         ex.explain(tmp_path / "missing.wav", model)
+
+
+def test_signal_input_gets_the_checks_of_audio_load(model):
+    """An array goes through audio.load: the same reasons as a file, naming <signal>."""
+    signal = tone(3.0, rate=22050, channels=1)[:, 0]
+    broken = signal.copy()
+    broken[100] = np.nan
+    with pytest.raises(AudioError, match="<signal>: contains non-finite samples"):
+        ex.explain(broken, model, sample_rate=22050)
+    with pytest.raises(AudioError, match="<signal>: decoded to zero samples"):
+        ex.explain(np.zeros(0, dtype=np.float32), model, sample_rate=22050)
+    for bad_rate in (0, -44100, 22050.5):
+        with pytest.raises(ValueError, match="sample_rate must be a positive whole number"):
+            ex.explain(signal, model, sample_rate=bad_rate)
+    with pytest.raises(ValueError, match="1-D"):
+        ex.explain(np.stack([signal, signal]), model, sample_rate=22050)
+    # whole-number PCM works like float samples (peak normalisation removes the scale)
+    pcm = np.round(signal / np.max(np.abs(signal)) * 32767).astype(np.int16)
+    as_int = ex.explain(pcm, model, sample_rate=22050)
+    as_float = ex.explain(pcm.astype(np.float32) / 32767, model, sample_rate=22050)
+    assert np.allclose(as_int.midlevel_curve, as_float.midlevel_curve, atol=1e-5)
+
+
+def _mutated_checkpoint(source, path, change):
+    payload = torch.load(source, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda p: p.pop("input"), "lacks 'input'"),
+    (lambda p: p.update(kind="cnn"), "unknown model kind 'cnn'"),
+    (lambda p: p["architecture"].update(layers=3), "unknown architecture key(s) 'layers'"),
+    (lambda p: p["architecture"].update(dropout="lots"), "architecture"),
+    (lambda p: p["spectrogram"].update(fps=0), "spectrogram.fps must be a positive number"),
+    (lambda p: p["spectrogram"].update(sample_rate=-22050), "spectrogram.sample_rate must be a positive number"),
+    (lambda p: p["input"].update(crop_frames=-5), "input.crop_frames must be a positive number"),
+    (lambda p: p["input"].update(crop_frames=2.5), "input.crop_frames must be a whole number"),
+    (lambda p: p["spectrogram"].update(std=0.0), "std > 0"),
+    (lambda p: p["spectrogram"].update(mean=float("inf")), "must be finite"),
+    (lambda p: p["state_dict"][next(iter(p["state_dict"]))].fill_(float("inf")), "NaN or infinite"),
+    (lambda p: p.update(state_dict=[1, 2]), "state_dict is a list"),
+])
+def test_load_checkpoint_names_the_file_and_the_damage(joint_checkpoint, tmp_path, change, reason):
+    path = _mutated_checkpoint(joint_checkpoint, tmp_path / "bad.pt", change)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and reason in message and "\n" not in message
+
+
+def test_non_finite_output_is_a_checkpoint_error(tmp_path):
+    model = build_model("joint").eval()
+    with torch.no_grad():
+        model.midlevel_layer.weight.fill_(3e38)  # finite, but the float32 output overflows
+    path = tmp_path / "overflow.pt"
+    save_checkpoint(path, model, kind="joint", config=CONFIG, spectrogram={**spectrogram_params(), "mean": 0.5,
+                    "std": 0.3}, corpus="synthetic", seed=0, params_digest="abc123")
+    with pytest.raises(CheckpointError, match=r"overflow.pt: the model's output for <signal> is not finite"):
+        ex.explain(tone(2.0, channels=1)[:, 0], path, sample_rate=44100)
+    loaded = ex.load_model(path)
+    with torch.no_grad():
+        loaded[0].emotion_layer.weight.fill_(float("nan"))  # a model handed over in memory, not via a file
+    with pytest.raises(CheckpointError, match="not finite"):
+        ex.explain(tone(2.0, channels=1)[:, 0], loaded, sample_rate=44100)
 
 
 def test_a2e_and_missing_checkpoints_are_rejected(tmp_path):
@@ -364,3 +433,37 @@ def test_stage_without_midlevel_annotations(tmp_path):
                                tmp_path / "reports", params)
     assert set(summary["not_run"]) == set(stage.PLOT_OUTPUTS) | {"song_pair.md"}
     assert is_png(tmp_path / "plots/correlation_heatmap.png")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_stage_outputs_get_the_umask_permissions_and_no_temporary_files(world, tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        run_stage(world, tmp_path)
+    finally:
+        os.umask(old)
+    written = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert sorted(p.name for p in written) == sorted(stage.PLOT_OUTPUTS + stage.REPORT_OUTPUTS)
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+
+
+def test_stage_csv_text_cells_are_spreadsheet_safe(tmp_path):
+    frame = stage.effects_frame(["=1+2", "7"], np.full((2, 7), -0.5), np.ones((8, 7)), np.zeros(8),
+                                {"=1+2": "@A"})
+    stage.write_csv(tmp_path / "e.csv", frame)
+    back = pd.read_csv(tmp_path / "e.csv", dtype={"song": str})
+    assert set(back["song"]) == {"'=1+2", "7"} and set(back["example"].dropna()) == {"'@A"}
+    assert (back["effect"] == -0.5).all()  # numbers stay numbers
+
+
+def test_explanation_holds_the_library_layer_only():
+    """The song-level API imports neither the stage, the pair selection nor matplotlib."""
+    import subprocess
+    import sys
+
+    code = ("import sys, midlevel_emotion.explanation as e; "
+            "print(sorted(m for m in ('matplotlib', 'midlevel_emotion.explain_stage', "
+            "'midlevel_emotion.pairs', 'midlevel_emotion.figures') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
