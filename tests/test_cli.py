@@ -633,3 +633,25 @@ def test_real_sigint_in_a_batch_process(checkpoints, audio, tmp_path):
     assert done.returncode == 130 and done.stdout == ""
     assert done.stderr.splitlines() == ["midlevel-emotion: interrupted"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupt_in_every_command_is_130_and_one_line(capsys, checkpoints, audio, tmp_path, monkeypatch):
+    import midlevel_emotion.explanation as explanation
+    import midlevel_emotion.training as training
+    from midlevel_emotion import fileio
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    cases = [
+        (training, "load_checkpoint", ["info", checkpoints["joint"]]),
+        (explanation, "explain", ["compare", audio["clip3"], audio["song_wav"], "-c", checkpoints["joint"]]),
+        (explanation, "explain", ["explain", audio["clip3"], "--json", "-c", checkpoints["joint"]]),
+        (fileio.os, "replace", ["explain", audio["clip3"], "--plot", tmp_path / "chart.png", "-c", checkpoints["joint"]]),
+    ]
+    for module, name, argv in cases:
+        with monkeypatch.context() as patch:
+            patch.setattr(module, name, interrupt)
+            code, out, err = run(capsys, *argv)
+        assert code == 130 and err_lines(err)[-1] == "midlevel-emotion: interrupted" and "Traceback" not in err, argv
+    assert list(tmp_path.iterdir()) == []  # the chart was never half-written

@@ -466,7 +466,19 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (the console script exits with it)."""
+    """Run the command line; returns the exit status (the console script exits with it).
+
+    Ctrl-C anywhere (parsing, imports, decoding, writing) ends with one line and status 130;
+    output files are written atomically, so none is left half-written.
+    """
+    try:
+        return _run(argv)
+    except KeyboardInterrupt:
+        _err(f"{PROG}: interrupted")
+        return EXIT_INTERRUPTED
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -485,9 +497,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _err(f"{PROG}: error: {err}")
         return err.code
-    except KeyboardInterrupt:
-        _err(f"{PROG}: interrupted")
-        return EXIT_INTERRUPTED
     except BrokenPipeError:  # e.g. `... --csv - | head`: stop quietly
         try:
             devnull = os.open(os.devnull, os.O_WRONLY)
