@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from midlevel_emotion.corpus import CorpusError
-from midlevel_emotion.explanation import explain_stage
+from midlevel_emotion.explain_stage import explain_stage
 from midlevel_emotion.store import InvalidStoreError
 from midlevel_emotion.params import ParamsError, load_params
 from midlevel_emotion.training import CheckpointError

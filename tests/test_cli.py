@@ -2,7 +2,9 @@
 
 import csv
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from midlevel_emotion import __version__, cli
+from midlevel_emotion import __version__, cli, cli_output
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.features import spectrogram_params
 from midlevel_emotion.models import build_model
@@ -173,8 +175,8 @@ def test_hop_sets_the_number_of_windows(capsys, checkpoints, audio):
 def test_plot_writes_a_bar_chart_for_one_window_and_curves_for_a_song(capsys, checkpoints, audio, tmp_path,
                                                                       monkeypatch):
     drawn = []
-    original = cli._plot
-    monkeypatch.setattr(cli, "_plot", lambda exp, out, warning: (drawn.append(len(exp.times)),
+    original = cli_output.plot
+    monkeypatch.setattr(cli_output, "plot", lambda exp, out, warning: (drawn.append(len(exp.times)),
                                                                  original(exp, out, warning)))
     bars, curves = tmp_path / "bars.png", tmp_path / "sub" / "curves.png"
     assert run(capsys, "explain", audio["short"], "-c", checkpoints["joint"], "--plot", bars)[0] == 0
@@ -280,8 +282,8 @@ def test_compare_shows_both_profiles_and_drivers(capsys, checkpoints, audio):
         # the table row names the emotion's largest driver with its share
         top = entry["features"][0]
         row = next(line for line in text.splitlines() if line.startswith(e + " "))
-        assert f"{top['feature']} {cli._num(top['difference'], sign=True)}" in row
-        assert cli._num(entry['difference'], sign=True) in row
+        assert f"{top['feature']} {cli_output.num(top['difference'], sign=True)}" in row
+        assert cli_output.num(entry['difference'], sign=True) in row
 
 
 def test_info_describes_the_checkpoint(capsys, checkpoints):
@@ -403,3 +405,254 @@ def test_installed_executable_corrupt_mp3_is_one_line_without_decoder_noise(chec
     assert done.stderr.splitlines() == [f"midlevel-emotion: error: {audio['corrupt']}: "
                                         + done.stderr.split(f"{audio['corrupt']}: ", 1)[1].strip()]
     assert "decode" in done.stderr and "Traceback" not in done.stderr and "Error opening ''" not in done.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# no data loss: an output never replaces an input
+
+
+def _snapshot(paths):
+    return {p: p.read_bytes() for p in paths}
+
+
+def test_output_over_an_input_or_with_an_audio_suffix_is_refused(capsys, checkpoints, audio, tmp_path):
+    song = tmp_path / "a.wav"
+    shutil.copy(audio["song_wav"], song)
+    (tmp_path / "link.csv").symlink_to(song)
+    (tmp_path / "link.png").symlink_to(song)
+    os.link(song, tmp_path / "hard.csv")
+    ckpt = tmp_path / "model.pt"
+    shutil.copy(checkpoints["joint"], ckpt)
+    (tmp_path / "folder.csv").mkdir()
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    shutil.copy(audio["clip3"], batch / "x.flac")
+    before = _snapshot([song, ckpt, batch / "x.flac"])
+    cases = [
+        (["explain", song, "--csv", song], "audio suffix"),                       # the issue's case
+        (["explain", song, "--csv", tmp_path / "new.mp3"], "audio suffix"),        # any audio name
+        (["explain", song, "--csv", tmp_path / "NEW.OPUS"], "audio suffix"),
+        (["explain", song, "--csv", tmp_path / "link.csv"], "over the input"),     # via a symlink
+        (["explain", song, "--csv", tmp_path / "hard.csv"], "over the input"),     # via a hard link
+        (["explain", song, "--csv", ckpt], "over the input"),                      # the checkpoint
+        (["explain", song, "--csv", tmp_path / "folder.csv"], "is a directory"),
+        (["explain", song, "--plot", song], "unsupported plot format"),
+        (["explain", song, "--plot", tmp_path / "link.png"], "over the input"),
+        (["explain", batch, "--csv", batch / "x.flac"], "audio suffix"),           # a file found in a folder
+        (["explain", batch, "--csv", tmp_path / "batch" / ".." / "batch" / "x.flac"], "audio suffix"),
+    ]
+    for argv, reason in cases:
+        if "--checkpoint" not in argv:
+            argv = [*argv, "--checkpoint", ckpt]
+        code, out, err = run(capsys, *argv)
+        lines = err_lines(err)
+        assert code == 2 and out == "", (argv, err)
+        assert len(lines) == 1 and reason in lines[0] and "Traceback" not in err, (argv, err)
+    assert _snapshot([song, ckpt, batch / "x.flac"]) == before
+    assert (tmp_path / "link.csv").is_symlink() and not (tmp_path / "new.mp3").exists()
+    # a plain new name next to the input is fine
+    assert run(capsys, "explain", song, "--csv", tmp_path / "a.csv", "-c", ckpt)[0] == 0
+    assert _snapshot([song, ckpt]) == {k: before[k] for k in (song, ckpt)}
+
+
+# ---------------------------------------------------------------------------------------
+# damaged checkpoints: exit 2, one line naming the file and what is wrong
+
+
+def _damaged(path, change):
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    return payload
+
+
+def _nan_weight(payload):
+    name = next(k for k, v in payload["state_dict"].items() if v.is_floating_point())
+    payload["state_dict"][name] = payload["state_dict"][name].clone().fill_(float("nan"))
+
+
+DAMAGE = {
+    "no spectrogram": (lambda p: p.pop("spectrogram"), "lacks 'spectrogram'"),
+    "no input": (lambda p: p.pop("input"), "lacks 'input'"),
+    "no state_dict": (lambda p: p.pop("state_dict"), "lacks 'state_dict'"),
+    "no std": (lambda p: p["spectrogram"].pop("std"), "lacks spectrogram.std"),
+    "unknown kind": (lambda p: p.update(kind="a2x"), "unknown model kind 'a2x'"),
+    "extra architecture key": (lambda p: p["architecture"].update(width=64), "unknown architecture key(s) 'width'"),
+    "zero sample rate": (lambda p: p["spectrogram"].update(sample_rate=0), "spectrogram.sample_rate must be a positive"),
+    "zero fps": (lambda p: p["spectrogram"].update(fps=0.0), "spectrogram.fps must be a positive"),
+    "negative fps": (lambda p: p["spectrogram"].update(fps=-31.25), "spectrogram.fps must be a positive"),
+    "zero crop": (lambda p: p["input"].update(crop_frames=0), "input.crop_frames must be a positive"),
+    "zero crop seconds": (lambda p: p["input"].update(crop_seconds=0.0), "input.crop_seconds must be a positive"),
+    "zero std": (lambda p: p["spectrogram"].update(std=0.0), "std > 0"),
+    "nan std": (lambda p: p["spectrogram"].update(std=float("nan")), "std > 0"),
+    "nan weights": (_nan_weight, "contains NaN or infinite values"),
+    "fmin above fmax": (lambda p: p["spectrogram"].update(fmin=p["spectrogram"]["fmax"] + 1.0), "0 < fmin < fmax"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGE))
+def test_damaged_checkpoint_is_exit_2_with_one_line(capsys, checkpoints, audio, tmp_path, name):
+    change, reason = DAMAGE[name]
+    path = tmp_path / "damaged.pt"
+    torch.save(_damaged(checkpoints["joint"], change), path)
+    commands = [["explain", audio["clip3"], "-c", path], ["explain", audio["good_dir"], "--csv", "-", "-c", path],
+                ["compare", audio["clip3"], audio["song_wav"], "-c", path]]
+    if name != "fmin above fmax":  # info shows any loadable checkpoint; only explaining needs a usable filterbank
+        commands.append(["info", path])
+    for argv in commands:
+        code, out, err = run(capsys, *argv)
+        lines = err_lines(err)
+        assert code == 2 and out == "" and "Traceback" not in err, (argv, err)
+        assert len(lines) == 1 and str(path) in lines[0] and reason in lines[0], (argv, err)
+
+
+def test_non_finite_model_output_is_exit_2_not_a_table_of_n_a(capsys, audio, tmp_path):
+    """Finite but huge weights overflow float32: an error naming the checkpoint, not "n/a" cells."""
+    result_model = build_model("joint").eval()
+    with torch.no_grad():
+        result_model.midlevel_layer.weight.fill_(3e38)
+    path = tmp_path / "overflow.pt"
+    _save(path, result_model, "joint")
+    for argv in (["explain", audio["clip3"], "-c", path], ["explain", audio["good_dir"], "--csv", tmp_path / "o.csv",
+                                                           "-c", path, "--no-progress"]):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and "n/a" not in out and len(err_lines(err)) == 1, err
+        assert str(path) in err and "not finite" in err
+    assert not (tmp_path / "o.csv").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# CSV cells a spreadsheet would run are quoted; numbers stay numbers
+
+
+def test_batch_csv_escapes_formula_cells_but_not_numbers(capsys, checkpoints, audio, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    names = ["=HYPERLINK(1).wav", "+1.wav", "-2.wav", "@SUM(A1).wav", "plain.wav"]
+    for name in names:
+        shutil.copy(audio["clip3"].with_suffix(".flac"), tmp_path / name.replace(".wav", ".flac"))
+    (tmp_path / "=bad.wav").write_text("not audio")
+    inputs = [n.replace(".wav", ".flac") for n in names] + ["=bad.wav"]
+    code, out, err = run(capsys, "explain", "--csv", "out.csv", "-c", checkpoints["joint"], "--no-progress", "--",
+                         *inputs)
+    assert code == 1  # =bad.wav fails
+    with open(tmp_path / "out.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    files = [r["file"] for r in rows]
+    assert files == ["'=HYPERLINK(1).flac", "'+1.flac", "'-2.flac", "'@SUM(A1).flac", "plain.flac", "'=bad.wav"]
+    for row in rows[:-1]:
+        values = [row[c] for c in (*MIDLEVEL_FEATURES, *EMOTIONS)]
+        assert all(not v.startswith("'") for v in values)
+        assert all(np.isfinite(float(v)) for v in values)  # numbers, negative ones included, stay numbers
+    assert rows[-1]["status"] == "failed" and rows[-1]["error"]
+
+
+def test_csvsafe_escapes_only_text():
+    from midlevel_emotion.csvsafe import frame_text, rows_text, safe_cell
+    import pandas as pd
+
+    assert [safe_cell(v) for v in ("=1+1", "+1", "-1", "@x", "\tx", "\rx", "a=b", "", -0.12, 3)] == \
+        ["'=1+1", "'+1", "'-1", "'@x", "'\tx", "'\rx", "a=b", "", -0.12, 3]
+    text = rows_text(["file", "v"], [{"file": "-x.wav", "v": -0.12}, {"file": "ok.wav", "v": None}])
+    assert text == "file,v\n'-x.wav,-0.120000\nok.wav,\n"
+    frame = pd.DataFrame({"song": ["=cmd", "1"], "effect": [-0.5, 0.25]})
+    assert frame_text(frame) == "song,effect\n'=cmd,-0.5\n1,0.25\n"
+
+
+# ---------------------------------------------------------------------------------------
+# permissions follow the umask
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_written_files_get_the_umask_permissions(capsys, checkpoints, audio, tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        assert run(capsys, "explain", audio["clip3"], "--plot", tmp_path / "chart.png", "-c", checkpoints["joint"])[0] == 0
+        assert run(capsys, "explain", audio["good_dir"], "--csv", tmp_path / "out" / "t.csv", "-c", checkpoints["joint"],
+                   "--no-progress")[0] == 0
+    finally:
+        os.umask(old)
+    for path in (tmp_path / "chart.png", tmp_path / "out" / "t.csv"):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["chart.png", "out", "t.csv"]  # no temporary files
+
+
+# ---------------------------------------------------------------------------------------
+# Ctrl-C: exit 130, one line, nothing half-written
+
+
+def test_interrupt_mid_batch_is_130_one_line_and_keeps_the_old_csv(capsys, checkpoints, audio, tmp_path, monkeypatch):
+    import midlevel_emotion.explanation as explanation
+
+    target = tmp_path / "out.csv"
+    target.write_text("the previous table\n")
+    original, calls = explanation.explain, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(explanation, "explain", interrupted)
+    code, out, err = run(capsys, "explain", audio["good_dir"], audio["clip3"], "--csv", target,
+                         "-c", checkpoints["joint"], "--no-progress")
+    assert code == 130 and out == "" and err_lines(err) == ["midlevel-emotion: interrupted"]
+    assert target.read_text() == "the previous table\n" and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_interrupt_while_the_csv_is_renamed_leaves_no_temporary_file(capsys, checkpoints, audio, tmp_path,
+                                                                      monkeypatch):
+    from midlevel_emotion import fileio
+
+    def interrupted_replace(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fileio.os, "replace", interrupted_replace)
+    code, _, err = run(capsys, "explain", audio["good_dir"], "--csv", tmp_path / "out.csv",
+                       "-c", checkpoints["joint"], "--no-progress")
+    assert code == 130 and err_lines(err)[-1] == "midlevel-emotion: interrupted" and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+SIGINT_ON_SECOND_FILE = """
+import os, signal, sys
+from midlevel_emotion import cli, explanation
+original, calls = explanation.explain, []
+def explain(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered in the middle of the batch
+    return original(*args, **kwargs)
+explanation.explain = explain
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_real_sigint_in_a_batch_process(checkpoints, audio, tmp_path):
+    done = subprocess.run([sys.executable, "-c", SIGINT_ON_SECOND_FILE, "explain", str(audio["good_dir"]),
+                           str(audio["clip3"]), "--csv", str(tmp_path / "out.csv"), "-c", str(checkpoints["joint"]),
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 130 and done.stdout == ""
+    assert done.stderr.splitlines() == ["midlevel-emotion: interrupted"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupt_in_every_command_is_130_and_one_line(capsys, checkpoints, audio, tmp_path, monkeypatch):
+    import midlevel_emotion.explanation as explanation
+    import midlevel_emotion.training as training
+    from midlevel_emotion import fileio
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    cases = [
+        (training, "load_checkpoint", ["info", checkpoints["joint"]]),
+        (explanation, "explain", ["compare", audio["clip3"], audio["song_wav"], "-c", checkpoints["joint"]]),
+        (explanation, "explain", ["explain", audio["clip3"], "--json", "-c", checkpoints["joint"]]),
+        (fileio.os, "replace", ["explain", audio["clip3"], "--plot", tmp_path / "chart.png", "-c", checkpoints["joint"]]),
+    ]
+    for module, name, argv in cases:
+        with monkeypatch.context() as patch:
+            patch.setattr(module, name, interrupt)
+            code, out, err = run(capsys, *argv)
+        assert code == 130 and err_lines(err)[-1] == "midlevel-emotion: interrupted" and "Traceback" not in err, argv
+    assert list(tmp_path.iterdir()) == []  # the chart was never half-written

@@ -2,6 +2,8 @@
 
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -10,14 +12,15 @@ import pytest
 import soundfile as sf
 import torch
 
+from midlevel_emotion import explain_stage as stage
 from midlevel_emotion import explanation as ex
-from midlevel_emotion import figures
+from midlevel_emotion import figures, pairs
 from midlevel_emotion.audio import AudioError
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.features import spectrogram_params
 from midlevel_emotion.store import write_spectrogram_store
 from midlevel_emotion.models import build_model
-from midlevel_emotion.training import CheckpointError, ClipSet, predict, save_checkpoint, train
+from midlevel_emotion.training import CheckpointError, ClipSet, load_checkpoint, predict, save_checkpoint, train
 from configs import train_config
 
 CONFIG = train_config(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=1, patience=5, batch_size=4)
@@ -171,6 +174,72 @@ def test_signal_input_matches_the_file(tmp_path, model):
         ex.explain(tmp_path / "missing.wav", model)
 
 
+def test_signal_input_gets_the_checks_of_audio_load(model):
+    """An array goes through audio.load: the same reasons as a file, naming <signal>."""
+    signal = tone(3.0, rate=22050, channels=1)[:, 0]
+    broken = signal.copy()
+    broken[100] = np.nan
+    with pytest.raises(AudioError, match="<signal>: contains non-finite samples"):
+        ex.explain(broken, model, sample_rate=22050)
+    with pytest.raises(AudioError, match="<signal>: decoded to zero samples"):
+        ex.explain(np.zeros(0, dtype=np.float32), model, sample_rate=22050)
+    for bad_rate in (0, -44100, 22050.5):
+        with pytest.raises(ValueError, match="sample_rate must be a positive whole number"):
+            ex.explain(signal, model, sample_rate=bad_rate)
+    with pytest.raises(ValueError, match="1-D"):
+        ex.explain(np.stack([signal, signal]), model, sample_rate=22050)
+    # whole-number PCM works like float samples (peak normalisation removes the scale)
+    pcm = np.round(signal / np.max(np.abs(signal)) * 32767).astype(np.int16)
+    as_int = ex.explain(pcm, model, sample_rate=22050)
+    as_float = ex.explain(pcm.astype(np.float32) / 32767, model, sample_rate=22050)
+    assert np.allclose(as_int.midlevel_curve, as_float.midlevel_curve, atol=1e-5)
+
+
+def _mutated_checkpoint(source, path, change):
+    payload = torch.load(source, weights_only=True)
+    change(payload)
+    torch.save(payload, path)
+    return path
+
+
+@pytest.mark.parametrize("change, reason", [
+    (lambda p: p.pop("input"), "lacks 'input'"),
+    (lambda p: p.update(kind="cnn"), "unknown model kind 'cnn'"),
+    (lambda p: p["architecture"].update(layers=3), "unknown architecture key(s) 'layers'"),
+    (lambda p: p["architecture"].update(dropout="lots"), "architecture"),
+    (lambda p: p["spectrogram"].update(fps=0), "spectrogram.fps must be a positive number"),
+    (lambda p: p["spectrogram"].update(sample_rate=-22050), "spectrogram.sample_rate must be a positive number"),
+    (lambda p: p["input"].update(crop_frames=-5), "input.crop_frames must be a positive number"),
+    (lambda p: p["input"].update(crop_frames=2.5), "input.crop_frames must be a whole number"),
+    (lambda p: p["spectrogram"].update(std=0.0), "std > 0"),
+    (lambda p: p["spectrogram"].update(mean=float("inf")), "must be finite"),
+    (lambda p: p["state_dict"][next(iter(p["state_dict"]))].fill_(float("inf")), "NaN or infinite"),
+    (lambda p: p.update(state_dict=[1, 2]), "state_dict is a list"),
+])
+def test_load_checkpoint_names_the_file_and_the_damage(joint_checkpoint, tmp_path, change, reason):
+    path = _mutated_checkpoint(joint_checkpoint, tmp_path / "bad.pt", change)
+    with pytest.raises(CheckpointError) as caught:
+        load_checkpoint(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and reason in message and "\n" not in message
+
+
+def test_non_finite_output_is_a_checkpoint_error(tmp_path):
+    model = build_model("joint").eval()
+    with torch.no_grad():
+        model.midlevel_layer.weight.fill_(3e38)  # finite, but the float32 output overflows
+    path = tmp_path / "overflow.pt"
+    save_checkpoint(path, model, kind="joint", config=CONFIG, spectrogram={**spectrogram_params(), "mean": 0.5,
+                    "std": 0.3}, corpus="synthetic", seed=0, params_digest="abc123")
+    with pytest.raises(CheckpointError, match=r"overflow.pt: the model's output for <signal> is not finite"):
+        ex.explain(tone(2.0, channels=1)[:, 0], path, sample_rate=44100)
+    loaded = ex.load_model(path)
+    with torch.no_grad():
+        loaded[0].emotion_layer.weight.fill_(float("nan"))  # a model handed over in memory, not via a file
+    with pytest.raises(CheckpointError, match="not finite"):
+        ex.explain(tone(2.0, channels=1)[:, 0], loaded, sample_rate=44100)
+
+
 def test_a2e_and_missing_checkpoints_are_rejected(tmp_path):
     path = make_checkpoint(tmp_path / "a2e_seed_0.pt", kind="a2e", trained=False)
     with pytest.raises(CheckpointError, match=r"a2e_seed_0.pt: a a2e model has no mid-level bottleneck"):
@@ -213,21 +282,21 @@ def test_pair_selection_follows_the_words_or_the_formula():
     # 0 and 3 differ in both (the literal formula's pair)
     emotions = np.array([[0.0, 0.0], [0.1, 0.0], [0.5, 0.0], [1.0, 0.0]])
     midlevel = np.array([[0.0, 0.0], [0.9, 0.0], [0.5, 0.0], [1.0, 0.0]])
-    d_e, d_mid = ex.scaled_distances(emotions), ex.scaled_distances(midlevel)
+    d_e, d_mid = pairs.scaled_distances(emotions), pairs.scaled_distances(midlevel)
     upper = d_e[np.triu_indices(4, 1)]
     assert upper.min() == pytest.approx(0.0) and upper.max() == pytest.approx(1.0) and np.all(np.diag(d_e) == 0)
-    i, j, score = ex.select_pair(d_e, d_mid, "words")
+    i, j, score = pairs.select_pair(d_e, d_mid, "words")
     assert (i, j) == (0, 1) and score == pytest.approx(d_mid[0, 1] - d_e[0, 1])
-    i, j, score = ex.select_pair(d_e, d_mid, "formula")
+    i, j, score = pairs.select_pair(d_e, d_mid, "formula")
     assert (i, j) == (0, 3) and score == pytest.approx(d_e[0, 3] - (1 - d_mid[0, 3]))
     with pytest.raises(ValueError, match="words"):
-        ex.select_pair(d_e, d_mid, "sideways")
+        pairs.select_pair(d_e, d_mid, "sideways")
 
 
 def test_correlation_matrix_matches_numpy():
     rng = np.random.default_rng(3)
     mid, emo = rng.normal(size=(30, 7)), rng.normal(size=(30, 8))
-    r = ex.correlation_matrix(mid, emo)
+    r = pairs.correlation_matrix(mid, emo)
     assert r.shape == (7, 8) and r[2, 5] == pytest.approx(np.corrcoef(mid[:, 2], emo[:, 5])[0, 1])
 
 
@@ -305,7 +374,7 @@ def world(tmp_path_factory):
 
 def run_stage(world, tmp_path, rule="words", models=None):
     params = {"runs": {"seeds": [0, 1]}, "explain": {"pair_selection": rule}}
-    return ex.explain_stage(world / "raw", world / "spectrograms", models or world / "models", tmp_path / "plots",
+    return stage.explain_stage(world / "raw", world / "spectrograms", models or world / "models", tmp_path / "plots",
                             tmp_path / "reports", params, log=lambda *a: None)
 
 
@@ -347,7 +416,7 @@ def test_stage_without_joint_model_writes_what_it_can(world, tmp_path):
     summary = run_stage(world, tmp_path, models=models)
     assert "correlation_heatmap.png" not in summary["not_run"] and "effects.png" in summary["not_run"]
     assert "No mid-level annotations" in summary["not_run"]["effects.png"]
-    for name in ex.PLOT_OUTPUTS:
+    for name in stage.PLOT_OUTPUTS:
         assert (tmp_path / "plots" / name).is_file(), name
     assert pd.read_csv(tmp_path / "plots/effects.csv").empty
     assert "not run" in (tmp_path / "reports/song_pair.md").read_text()
@@ -361,7 +430,41 @@ def test_stage_without_midlevel_annotations(tmp_path):
     (models / "joint").mkdir(parents=True)
     (models / "joint/NOT_RUN.md").write_text("# train_joint was not run\n\nNo annotations.\n")
     params = {"runs": {"seeds": [0]}, "explain": {"pair_selection": "words"}}
-    summary = ex.explain_stage(tmp_path / "raw", tmp_path / "spectrograms", models, tmp_path / "plots",
+    summary = stage.explain_stage(tmp_path / "raw", tmp_path / "spectrograms", models, tmp_path / "plots",
                                tmp_path / "reports", params)
-    assert set(summary["not_run"]) == set(ex.PLOT_OUTPUTS) | {"song_pair.md"}
+    assert set(summary["not_run"]) == set(stage.PLOT_OUTPUTS) | {"song_pair.md"}
     assert is_png(tmp_path / "plots/correlation_heatmap.png")
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600)])
+def test_stage_outputs_get_the_umask_permissions_and_no_temporary_files(world, tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        run_stage(world, tmp_path)
+    finally:
+        os.umask(old)
+    written = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert sorted(p.name for p in written) == sorted(stage.PLOT_OUTPUTS + stage.REPORT_OUTPUTS)
+    for path in written:
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+
+
+def test_stage_csv_text_cells_are_spreadsheet_safe(tmp_path):
+    frame = stage.effects_frame(["=1+2", "7"], np.full((2, 7), -0.5), np.ones((8, 7)), np.zeros(8),
+                                {"=1+2": "@A"})
+    stage.write_csv(tmp_path / "e.csv", frame)
+    back = pd.read_csv(tmp_path / "e.csv", dtype={"song": str})
+    assert set(back["song"]) == {"'=1+2", "7"} and set(back["example"].dropna()) == {"'@A"}
+    assert (back["effect"] == -0.5).all()  # numbers stay numbers
+
+
+def test_explanation_holds_the_library_layer_only():
+    """The song-level API imports neither the stage, the pair selection nor matplotlib."""
+    import subprocess
+    import sys
+
+    code = ("import sys, midlevel_emotion.explanation as e; "
+            "print(sorted(m for m in ('matplotlib', 'midlevel_emotion.explain_stage', "
+            "'midlevel_emotion.pairs', 'midlevel_emotion.figures') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

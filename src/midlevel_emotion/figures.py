@@ -1,14 +1,12 @@
 """The figures of Section 7 (matplotlib only, Agg canvas, no pyplot state).
 
 Each function takes arrays and an output path and writes one 150-dpi PNG atomically
-(temporary file in the same directory, then ``os.replace``), so an interrupted run never
-leaves a half-written image. Values are on the paper's scale (ratings and annotations / 10).
+(:func:`midlevel_emotion.fileio.atomic_write`), so an interrupted run never leaves a
+half-written image. Values are on the paper's scale (ratings and annotations / 10).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from .corpus import EMOTIONS, MIDLEVEL_FEATURES
+from .fileio import atomic_write
 
 DPI = 150
 COLOR_A = "#d62728"  # red: song A (square), as in the paper's Figure 3
@@ -41,27 +40,9 @@ def _new_figure(width: float, height: float) -> Figure:
     return figure
 
 
-def readable_mode() -> int:
-    """The mode a plainly created file gets (0o666 less the umask); mkstemp would give 0o600."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def save_figure(figure: Figure, path: Path | str) -> Path:
-    """Write ``figure`` as a PNG via a temporary file and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        figure.savefig(tmp, dpi=DPI, format="png")
-        os.chmod(tmp, readable_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``figure`` as a PNG atomically, with the permissions the user's umask gives."""
+    return atomic_write(path, lambda tmp: figure.savefig(tmp, dpi=DPI, format="png"))
 
 
 def effects_figure(effects: np.ndarray, path: Path | str, *, example_a: int | None = None,

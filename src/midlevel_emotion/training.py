@@ -19,6 +19,7 @@ import copy
 import datetime as _dt
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +31,7 @@ from tqdm import tqdm
 
 from .corpus import EMOTIONS, MIDLEVEL_FEATURES
 from .fileio import atomic_write
-from .models import build_model
+from .models import MODEL_KINDS, build_model
 from .params import section
 from .scores import fit_linear, pearson
 
@@ -511,6 +512,59 @@ class CheckpointError(ValueError):
     """A checkpoint is missing or not usable; the message names the file and the reason."""
 
 
+_CHECKPOINT_KEYS = ("kind", "architecture", "midlevel_features", "emotions", "spectrogram", "input", "state_dict")
+_ARCHITECTURE_KEYS = ("last_kernel_size", "dropout")
+_POSITIVE_SPECTROGRAM_KEYS = ("sample_rate", "frame_size", "fps", "bands_per_octave", "fmax")
+_POSITIVE_INPUT_KEYS = ("crop_frames", "crop_seconds", "eval_hop_seconds")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _checkpoint_problem(payload: dict) -> str | None:
+    """What makes a loaded checkpoint dict unusable (one phrase), or None.
+
+    Checked before any number is used, so a damaged or hand-edited file gives this one line
+    instead of a KeyError, a ZeroDivisionError or a table of NaN.
+    """
+    missing = [k for k in _CHECKPOINT_KEYS if k not in payload]
+    if missing:
+        return f"lacks {', '.join(repr(k) for k in missing)}"
+    if payload["kind"] not in MODEL_KINDS:
+        return f"unknown model kind {payload['kind']!r} (expected one of {', '.join(MODEL_KINDS)})"
+    architecture, spectrogram, window = payload["architecture"], payload["spectrogram"], payload["input"]
+    for name, value in (("architecture", architecture), ("spectrogram", spectrogram), ("input", window),
+                        ("state_dict", payload["state_dict"])):
+        if not isinstance(value, dict):
+            return f"{name} is a {type(value).__name__}, not a mapping"
+    for name in ("midlevel_features", "emotions"):
+        if not isinstance(payload[name], (list, tuple)):
+            return f"{name} is a {type(payload[name]).__name__}, not a list of names"
+    unknown = sorted(repr(k) for k in set(architecture) - set(_ARCHITECTURE_KEYS))
+    if unknown:
+        return f"unknown architecture key(s) {', '.join(unknown)} (known: {', '.join(_ARCHITECTURE_KEYS)})"
+    for key in ("mean", "std"):
+        if key not in spectrogram:
+            return f"lacks spectrogram.{key} (the standardisation the model was trained with)"
+    if not _is_number(spectrogram["mean"]) or not _is_number(spectrogram["std"]) or spectrogram["std"] <= 0:
+        return (f"spectrogram mean {spectrogram['mean']!r} and std {spectrogram['std']!r} must be finite "
+                "with std > 0")
+    checks = [(f"spectrogram.{k}", spectrogram[k]) for k in _POSITIVE_SPECTROGRAM_KEYS if k in spectrogram]
+    checks += [(f"input.{k}", window.get(k)) for k in _POSITIVE_INPUT_KEYS]
+    for name, value in checks:
+        if not _is_number(value) or value <= 0:
+            return f"{name} must be a positive number, got {value!r}"
+    if not float(window["crop_frames"]).is_integer():
+        return f"input.crop_frames must be a whole number, got {window['crop_frames']!r}"
+    for name, tensor in payload["state_dict"].items():
+        if not isinstance(tensor, torch.Tensor):
+            return f"weight {name!r} is a {type(tensor).__name__}, not a tensor"
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"weight {name!r} contains NaN or infinite values"
+    return None
+
+
 def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Load a checkpoint written by :func:`save_checkpoint`.
 
@@ -520,6 +574,14 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[tor
         In eval mode, on ``device``.
     meta : dict
         The checkpoint without its weights.
+
+    Raises
+    ------
+    CheckpointError
+        One line naming the file and what is wrong: missing, unreadable, another format or
+        version, a missing key, an unknown kind or architecture key, a non-positive sample
+        rate, fps or window, a spectrogram std of 0, non-finite weights, or weights that do
+        not fit the network.
     """
     path = Path(path)
     if not path.is_file():
@@ -533,9 +595,16 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[tor
     if payload.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported "
                               f"(this midlevel-emotion reads version {CHECKPOINT_VERSION})")
-    if (tuple(payload["midlevel_features"]) != MIDLEVEL_FEATURES or tuple(payload["emotions"]) != EMOTIONS):
+    problem = _checkpoint_problem(payload)
+    if problem is not None:
+        raise CheckpointError(f"{path}: damaged or incompatible checkpoint: {problem}")
+    if (list(payload["midlevel_features"]) != list(MIDLEVEL_FEATURES) or list(payload["emotions"]) != list(EMOTIONS)):
         raise CheckpointError(f"{path}: feature or emotion order differs from this version's")
-    model = build_model(payload["kind"], **payload["architecture"])
+    try:
+        model = build_model(payload["kind"], **payload["architecture"])
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: damaged or incompatible checkpoint: architecture "
+                              f"{payload['architecture']}: {' '.join(str(err).split())}") from None
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as err:
