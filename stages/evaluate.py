@@ -9,9 +9,10 @@ arguments and writes the two outputs atomically.
 """
 
 import argparse
-import sys
 
-from midlevel_emotion.evaluation import EvaluationError, evaluate
+from _common import run
+
+from midlevel_emotion.evaluation import evaluate
 from midlevel_emotion.params import load_params
 from midlevel_emotion.training import atomic_write_text, write_json
 
@@ -26,11 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", required=True, help="Markdown report to write")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    try:
-        result = evaluate(args.metrics_dir, args.models, args.raw, args.reference, load_params(args.params))
-    except EvaluationError as err:
-        print(f"evaluate: error: {err}", file=sys.stderr)
-        return 1
+    result = evaluate(args.metrics_dir, args.models, args.raw, args.reference, load_params(args.params))
     write_json(args.out_metrics, result["metrics"])
     atomic_write_text(args.report, result["report"])
     not_run = ", ".join(sorted(result["not_run"])) or "none"
@@ -40,4 +37,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main, "evaluate")

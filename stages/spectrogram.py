@@ -4,7 +4,8 @@
 """
 
 import argparse
-import sys
+
+from _common import run
 
 from midlevel_emotion.features import build_spectrogram_stores
 from midlevel_emotion.params import load_params, section
@@ -19,17 +20,13 @@ def main() -> int:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
-    try:
-        stats = build_spectrogram_stores(
-            args.resampled,
-            args.out,
-            jobs=section(params, "spectrogram.jobs"),
-            sample_rate=section(params, "resample.sample_rate"),
-            **{key: section(params, f"spectrogram.{key}") for key in SPECTROGRAM_KEYS},
-        )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    stats = build_spectrogram_stores(
+        args.resampled,
+        args.out,
+        jobs=section(params, "spectrogram.jobs"),
+        sample_rate=section(params, "resample.sample_rate"),
+        **{key: section(params, f"spectrogram.{key}") for key in SPECTROGRAM_KEYS},
+    )
     summary = "; ".join(
         f"{name} {s['n_clips']} clips, {s['n_frames']} frames x {s['n_bins']} bins "
         f"(mean {s['mean']:.4f}, std {s['std']:.4f})"
@@ -40,4 +37,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main, "spectrogram")

@@ -33,7 +33,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from .corpus import check_layout
+from .corpus import validate_raw
 from .synthetic import generate_corpus
 
 __all__ = [
@@ -742,7 +742,7 @@ def prepare_raw(source: str, raw_dir: Path, params: dict, *, progress: bool = Tr
                                 _optional_path(cfg.get("soundtracks_dir")), staging)
         else:
             raise ValueError(f"data.source must be synthetic, download or local, got {source!r}")
-        present = check_layout(staging)
+        present = validate_raw(staging, shown_as=raw_dir)  # bad label files stop this stage
         if raw_dir.exists():
             shutil.rmtree(raw_dir)
         os.replace(staging, raw_dir)
