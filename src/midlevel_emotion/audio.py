@@ -95,7 +95,8 @@ def truncation_note(path: Path | str, decoded_seconds: float) -> str | None:
     says 15.0 s"``, or None when the file is whole (or its header cannot be read).
     """
     try:
-        info = sf.info(str(path))
+        with native_stderr():  # the decoder repeats its own warnings while reading the header
+            info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError):
         return None
     stated = info.frames / info.samplerate if info.samplerate > 0 else 0.0
