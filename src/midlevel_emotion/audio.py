@@ -307,46 +307,22 @@ def decoder_summary(lines: list[str]) -> str:
     return f"{len(lines)} line(s) of decoder messages, first: {lines[0].strip()!r}"
 
 
-def resample_files(
-    files: dict[str, Path],
-    out_dir: Path,
-    *,
-    sample_rate: int = SAMPLE_RATE,
-    min_samples: int = 1,
-    jobs: int = 0,
-    progress: bool = True,
-    description: str = "resample",
-) -> dict:
-    """Decode, downmix, resample and peak-normalise many files into ``out_dir/<clip_id>.npy``.
-
-    Parameters
-    ----------
-    files : dict
-        Clip id -> audio path.
-    out_dir : Path
-        Output directory (created).
-    sample_rate : int
-        Target rate in Hz.
-    min_samples : int
-        Shorter signals fail (the spectrogram needs one hop, ``sample_rate / fps`` samples).
-    jobs : int
-        Worker processes; 0 means one per CPU core.
-
-    Returns
-    -------
-    dict
-        ``{"n_files", "n_ok", "seconds_of_audio", "failed", "truncated", "decoder_messages"}``:
-        every file that failed (``clip_id``, ``path``, ``reason``); every file that decoded to
-        clearly less than its header states (``decoded_seconds``, ``stated_seconds``); and for
-        every file the decoder printed about, a one-line ``summary`` and its first distinct
-        ``lines``. A file that fails is never dropped silently.
-    """
-    out_dir = Path(out_dir)
+def _tasks(files: dict[str, Path], out_dir: Path, sample_rate: int, min_samples: int) -> list[tuple]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    tasks = [(clip_id, str(path), str(out_dir / f"{clip_id}.npy"), sample_rate, min_samples)
-             for clip_id, path in sorted(files.items())]
-    results = map_tasks(_resample_one, tasks, jobs=jobs, desc=description, progress=progress)
-    report: dict[str, Any] = {"n_files": len(tasks), "n_ok": 0, "seconds_of_audio": 0.0,
+    return [(clip_id, str(path), str(out_dir / f"{clip_id}.npy"), sample_rate, min_samples)
+            for clip_id, path in sorted(files.items())]
+
+
+def _summary(results: list[dict[str, Any]], sample_rate: int) -> dict[str, Any]:
+    """One dataset's report from its workers' results.
+
+    ``{"n_files", "n_ok", "seconds_of_audio", "failed", "truncated", "decoder_messages"}``: every
+    file that failed (``clip_id``, ``path``, ``reason``); every file that decoded to clearly less
+    than its header states (``decoded_seconds``, ``stated_seconds``); and for every file the
+    decoder printed about, a one-line ``summary`` and its first distinct ``lines``. A file that
+    fails is never dropped silently.
+    """
+    report: dict[str, Any] = {"n_files": len(results), "n_ok": 0, "seconds_of_audio": 0.0,
                               "failed": [], "truncated": [], "decoder_messages": []}
     n_samples = 0
     for result in results:
@@ -360,7 +336,7 @@ def resample_files(
             distinct = list(dict.fromkeys(result["messages"]))[:_MESSAGES_KEPT]
             report["decoder_messages"].append({**where, "summary": decoder_summary(result["messages"]),
                                                "lines": distinct})
-    report["n_ok"] = len(tasks) - len(report["failed"])
+    report["n_ok"] = len(results) - len(report["failed"])
     report["seconds_of_audio"] = round(n_samples / sample_rate, 2)
     return report
 
@@ -392,9 +368,24 @@ def resample_corpus(
 ) -> dict:
     """The ``resample`` stage: every dataset's audio under ``raw_dir`` -> ``out_dir/<dataset>/``.
 
-    A dataset whose audio directory is absent (a user with only Soundtracks) is reported as
-    ``"absent"``. ``out_dir`` is built in a sibling staging directory and appears complete,
+    Each file is decoded, downmixed, resampled and peak-normalised into
+    ``out_dir/<dataset>/<clip_id>.npy``; ``report.json`` holds each dataset's report (see
+    :func:`_summary`). A dataset whose audio directory is absent (a user with only Soundtracks)
+    is reported as ``"absent"``. ``out_dir`` is built in a sibling staging directory and appears complete,
     with ``report.json``, also when too many files failed, so the user can see which and why.
+
+    Parameters
+    ----------
+    raw_dir, out_dir : Path
+        ``data/raw`` and the stage's output directory.
+    sample_rate : int
+        Target rate in Hz.
+    min_samples : int
+        Shorter signals fail (the spectrogram needs one hop, ``sample_rate / fps`` samples).
+    jobs : int
+        Worker processes; 0 means one per CPU core.
+    max_failed_fraction : float
+        The share of files that may fail.
 
     Raises
     ------
@@ -415,10 +406,17 @@ def resample_corpus(
     staging = staging_dir(out_dir)
     report: dict = {"sample_rate": sample_rate, "min_samples": min_samples, "datasets": {}}
     try:
+        # one pool for every dataset: a worker's start (imports, librosa's compiled kernels) is paid once
+        tasks = {dataset: _tasks(find_audio(directory), staging / dataset, sample_rate, min_samples)
+                 for dataset, directory in found.items()}
+        results = map_tasks(_resample_one, [t for ts in tasks.values() for t in ts], jobs=jobs,
+                            desc="resample", progress=progress)
         for dataset in DATASET_AUDIO_DIRS:
-            report["datasets"][dataset] = "absent" if dataset not in found else resample_files(
-                find_audio(found[dataset]), staging / dataset, sample_rate=sample_rate,
-                min_samples=min_samples, jobs=jobs, progress=progress, description=f"resample {dataset}")
+            if dataset not in tasks:
+                report["datasets"][dataset] = "absent"
+                continue
+            report["datasets"][dataset] = _summary(results[:len(tasks[dataset])], sample_rate)
+            results = results[len(tasks[dataset]):]
         done = [r for r in report["datasets"].values() if r != "absent"]
         n_files = report["n_files"] = sum(r["n_files"] for r in done)
         n_failed = report["n_failed"] = sum(len(r["failed"]) for r in done)
