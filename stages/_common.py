@@ -1,11 +1,77 @@
-"""Argument parsing shared by the training stage scripts (paths in, params file)."""
+"""What the stage scripts share: one way to end, and the training stages' arguments.
+
+Every stage script ends through :func:`run`, so every stage behaves the same:
+
+- a bad input (a class of the ``midlevel_emotion`` package such as ``CorpusError``,
+  ``AudioError``, ``ParamsError``, ``DownloadError`` or ``CheckpointError``; a ``ValueError``,
+  which is how the package's validators speak; an ``OSError`` such as a missing file or a
+  full disk) prints ONE line, ``<stage>: error: <message>``, and exits 1;
+- Ctrl-C prints one line and exits 130, as shells report an interrupted command;
+- anything else is a bug and keeps its traceback.
+
+``MIDLEVEL_EMOTION_DEBUG=1`` shows the traceback of every error.
+"""
 
 import argparse
+import os
+import sys
+from typing import Callable, NoReturn
 
 from midlevel_emotion.params import load_params
 
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+PACKAGE = "midlevel_emotion"
+DEBUG_VARIABLE = "MIDLEVEL_EMOTION_DEBUG"
+
+
+def is_input_error(err: BaseException) -> bool:
+    """Whether ``err`` reports a bad input (one line is enough) rather than a bug."""
+    if isinstance(err, (OSError, ValueError)):
+        return True
+    return any(cls.__module__.split(".")[0] == PACKAGE for cls in type(err).__mro__)
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (a message never spans lines on a terminal)."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def run(main: Callable[[], int | None], name: str) -> NoReturn:
+    """Run a stage's ``main`` and exit: 0 (or what it returns), 1 for a bad input, 130 for Ctrl-C.
+
+    Parameters
+    ----------
+    main : callable
+        The stage's work; returns an exit status or None.
+    name : str
+        The stage's name, first word of every line it prints.
+    """
+    debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        _say(f"{name}: interrupted")
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as err:  # noqa: BLE001 - sorted below: input errors one line, bugs re-raised
+        if debug or not is_input_error(err):
+            raise
+        _say(f"{name}: error: {one_line(err)}")
+        sys.exit(EXIT_FAILURE)
+    sys.exit(status or 0)
+
+
+def _say(line: str) -> None:
+    """Print to stderr after what the stage printed to stdout, so the two keep their order."""
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):  # stdout closed or a broken pipe: the line still goes out
+        pass
+    print(line, file=sys.stderr, flush=True)
+
 
 def parse(description: str, *outputs: str) -> tuple[argparse.Namespace, dict]:
+    """The training stages' arguments (``--raw``, ``--spectrograms``, ``--params`` and ``outputs``)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--raw", default="data/raw")
     parser.add_argument("--spectrograms", default="data/spectrograms")

@@ -7,11 +7,11 @@ generated offline), `download` (the published archives) or `local` (directories 
 """
 
 import argparse
-import sys
 
-from midlevel_emotion.corpus import CorpusError
+from _common import run
+
 from midlevel_emotion.download import prepare_raw
-from midlevel_emotion.params import ParamsError, load_params, section
+from midlevel_emotion.params import load_params, section
 
 
 def main() -> int:
@@ -21,15 +21,11 @@ def main() -> int:
     args = parser.parse_args()
     params = load_params(args.params)
     source = section(params, "data.source")
-    try:
-        present = prepare_raw(source, args.out, params)
-    except (CorpusError, ParamsError, OSError, RuntimeError, ValueError) as err:
-        print(f"error: download ({source}): {err}", file=sys.stderr)
-        return 1
+    present = prepare_raw(source, args.out, params)
     found = ", ".join(name for name, ok in present.items() if ok)
     print(f"download: {source} corpus in {args.out} ({found})")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main, "download")

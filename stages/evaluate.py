@@ -9,12 +9,12 @@ arguments and writes the three outputs atomically.
 """
 
 import argparse
-import sys
 
-from midlevel_emotion.evaluation import EvaluationError, evaluate
+from _common import run
+
+from midlevel_emotion.evaluation import evaluate
 from midlevel_emotion.fileio import write_json, write_text
 from midlevel_emotion.params import load_params
-from midlevel_emotion.results import ResultsError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,12 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report", required=True, help="Markdown report to write")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args(argv)
-    try:
-        result = evaluate(args.results, args.models, args.raw, args.reference, load_params(args.params),
-                          checks_path=args.checks)
-    except (EvaluationError, ResultsError) as err:
-        print(f"evaluate: error: {err}", file=sys.stderr)
-        return 1
+    result = evaluate(args.results, args.models, args.raw, args.reference, load_params(args.params),
+                      checks_path=args.checks)
     write_json(args.out_metrics, result["metrics"])
     write_json(args.headline, result["headline"])
     write_text(args.report, result["report"])
@@ -45,4 +41,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main, "evaluate")

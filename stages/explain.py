@@ -4,13 +4,11 @@
 """
 
 import argparse
-import sys
 
-from midlevel_emotion.corpus import CorpusError
+from _common import run
+
 from midlevel_emotion.explain_stage import explain_stage
-from midlevel_emotion.store import InvalidStoreError
-from midlevel_emotion.params import ParamsError, load_params
-from midlevel_emotion.training import CheckpointError
+from midlevel_emotion.params import load_params
 
 
 def main() -> int:
@@ -22,12 +20,8 @@ def main() -> int:
     parser.add_argument("--reports", default="reports")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    try:
-        summary = explain_stage(args.raw, args.spectrograms, args.models, args.plots, args.reports,
-                                load_params(args.params))
-    except (CheckpointError, CorpusError, InvalidStoreError, ParamsError, FileNotFoundError, ValueError) as err:
-        print(f"explain: error: {err}", file=sys.stderr)
-        return 1
+    summary = explain_stage(args.raw, args.spectrograms, args.models, args.plots, args.reports,
+                            load_params(args.params))
     reasons: dict[str, list[str]] = {}
     for name, reason in summary["not_run"].items():
         reasons.setdefault(reason, []).append(name)
@@ -41,4 +35,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main, "explain")

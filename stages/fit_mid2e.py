@@ -3,12 +3,17 @@
     python stages/fit_mid2e.py --a2mid models/a2mid/a2mid_for_a2mid2e.pt --models models/mid2e --results results/mid2e --metrics metrics/mid2e.json
 """
 
-from _common import parse
+from _common import parse, run
 
 from midlevel_emotion.protocol import Context, fit_mid2e
 
-if __name__ == "__main__":
+
+def main() -> None:
     args, params = parse(__doc__.splitlines()[0], "a2mid", "models", "results", "metrics")
     metrics = fit_mid2e(Context.load(args.raw, args.spectrograms, params), args.a2mid, args.models,
                         args.results, args.metrics)
     print("fit_mid2e:", metrics.get("status") or "per-run Pearson r in " + args.metrics)
+
+
+if __name__ == "__main__":
+    run(main, "fit_mid2e")

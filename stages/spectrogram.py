@@ -4,7 +4,8 @@
 """
 
 import argparse
-import sys
+
+from _common import run
 
 from midlevel_emotion.params import load_params, section, spectrogram_settings
 from midlevel_emotion.store import build_spectrogram_stores
@@ -17,16 +18,12 @@ def main() -> int:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
-    try:
-        stats = build_spectrogram_stores(
-            args.resampled,
-            args.out,
-            spectrogram_settings(params),
-            jobs=section(params, "spectrogram.jobs"),
-        )
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    stats = build_spectrogram_stores(
+        args.resampled,
+        args.out,
+        spectrogram_settings(params),
+        jobs=section(params, "spectrogram.jobs"),
+    )
     summary = "; ".join(
         f"{name} {s['n_clips']} clips, {s['n_frames']} frames x {s['n_bins']} bins "
         f"(mean {s['mean']:.4f}, std {s['std']:.4f})"
@@ -37,4 +34,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run(main, "spectrogram")

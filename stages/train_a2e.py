@@ -3,12 +3,17 @@
     python stages/train_a2e.py --models models/a2e --results results/a2e --metrics metrics/a2e.json --plots plots/training/a2e
 """
 
-from _common import parse
+from _common import parse, run
 
 from midlevel_emotion.protocol import Context, train_emotion_runs
 
-if __name__ == "__main__":
+
+def main() -> None:
     args, params = parse(__doc__.splitlines()[0], "models", "results", "metrics", "plots")
     metrics = train_emotion_runs(Context.load(args.raw, args.spectrograms, params), "a2e",
                                  args.models, args.results, args.metrics, args.plots)
     print("train_a2e:", metrics.get("status") or "per-run Pearson r in " + args.metrics)
+
+
+if __name__ == "__main__":
+    run(main, "train_a2e")

@@ -1,13 +1,16 @@
 """Decoding, resampling and the resample stage's handling of bad files."""
 
 import json
+import os
+import re
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from midlevel_emotion.audio import (AudioError, TooManyFailuresError, find_audio, load, resample,
-                                    resample_corpus)
+from midlevel_emotion.audio import (AudioError, TooManyFailuresError, decode, find_audio, is_decoder_chatter,
+                                    is_truncated, load, native_stderr, resample, resample_corpus,
+                                    truncation_note)
 
 
 def stereo_tone(seconds=2.0, sample_rate=44100, freq=440.0, amplitude=0.3):
@@ -102,3 +105,91 @@ def test_resample_corpus_without_any_audio_is_an_error(tmp_path):
     (tmp_path / "raw").mkdir()
     with pytest.raises(FileNotFoundError, match="no audio directory"):
         resample_corpus(tmp_path / "raw", tmp_path / "out", progress=False)
+
+
+def write_mp3(path, seconds, keep_fraction=1.0):
+    """A 44.1 kHz stereo mp3 (with the LAME/Xing header that states its length), optionally cut short."""
+    sf.write(path, stereo_tone(seconds), 44100, format="MP3")
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep_fraction)])
+    return path
+
+
+def test_decode_reports_a_file_cut_short_of_its_stated_length(tmp_path):
+    whole = decode(write_mp3(tmp_path / "whole.mp3", 6.0))
+    assert whole.stated_seconds == pytest.approx(6.0, abs=0.05) and not whole.truncated
+    cut = write_mp3(tmp_path / "cut.mp3", 6.0, keep_fraction=0.1)
+    with native_stderr():  # libmpg123 notes the short stream on fd 2
+        decoded = decode(cut)
+    assert decoded.stated_seconds == pytest.approx(6.0, abs=0.05)
+    assert decoded.seconds < 1.0 and decoded.truncated
+    note = truncation_note(cut, decoded.seconds)
+    assert note == f"{cut}: decoded {decoded.seconds:.1f} s of a file whose header says 6.0 s"
+    assert truncation_note(tmp_path / "whole.mp3", whole.seconds) is None
+    assert truncation_note(tmp_path / "missing.mp3", 1.0) is None
+
+
+@pytest.mark.parametrize("decoded,stated,truncated", [
+    (15.0, 15.0, False), (14.9, 15.0, False), (0.6, 15.0, True), (13.0, 15.0, True), (0.1, 0.3, False)])
+def test_truncation_needs_a_clear_shortfall(decoded, stated, truncated):
+    assert is_truncated(decoded, stated) is truncated
+
+
+def test_non_finite_samples_are_one_line(tmp_path):
+    samples = stereo_tone(0.5)
+    samples[100, 0] = np.nan
+    sf.write(tmp_path / "nan.wav", samples, 44100, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"nan.wav: contains non-finite samples$"):
+        load(tmp_path / "nan.wav")
+
+
+def test_native_stderr_captures_file_descriptor_2(capfd):
+    with native_stderr() as lines:
+        os.write(2, b"Note: Illegal Audio-MPEG-Header 0x00000000 at offset 20076.\n\n")
+        os.write(2, b"something else\n")
+        assert lines == []  # filled when the block ends
+    assert lines == ["Note: Illegal Audio-MPEG-Header 0x00000000 at offset 20076.", "something else"]
+    assert capfd.readouterr().err == ""
+    # the CLI's use: pass on what is not decoder chatter, also when the block raises
+    with pytest.raises(KeyError):
+        with native_stderr(echo=lambda line: not is_decoder_chatter(line)) as lines:
+            os.write(2, b"Warning: Xing stream size off\nreal problem\n")
+            raise KeyError("x")
+    assert capfd.readouterr().err == "real problem\n" and len(lines) == 2
+
+
+def test_resample_reports_short_truncated_and_noisy_files(tmp_path):
+    raw = tmp_path / "raw"
+    audio_dir = raw / "midlevel" / "audio"
+    audio_dir.mkdir(parents=True)
+    for i in range(1, 9):
+        sf.write(audio_dir / f"{i}.wav", stereo_tone(0.5, freq=300 + 20 * i), 44100)
+    sf.write(audio_dir / "9.wav", stereo_tone(0.01), 44100)  # 441 samples: 220 at 22050 Hz
+    write_mp3(audio_dir / "10.mp3", 6.0, keep_fraction=0.1)
+    damaged = write_mp3(audio_dir / "11.mp3", 3.0)
+    data = bytearray(damaged.read_bytes())
+    data[4000:-500] = bytes(len(data) - 4500)
+    damaged.write_bytes(bytes(data))
+    out = tmp_path / "resampled"
+    # one hop at 31.25 fps is 706 samples: clip 9 fails, as does the zeroed mp3 (2 of 11)
+    report = resample_corpus(raw, out, min_samples=706, jobs=2, max_failed_fraction=0.2, progress=False)
+    mid = report["datasets"]["midlevel"]
+    assert report["n_failed"] == 2 and mid["n_ok"] == 9
+    reasons = {f["clip_id"]: f["reason"] for f in mid["failed"]}
+    assert reasons["9"] == "decoded 0.010 s, shorter than one spectrogram hop (706 samples at 22050 Hz)"
+    assert reasons["11"].startswith("cannot decode audio")
+    assert not (out / "midlevel" / "9.npy").exists() and (out / "midlevel" / "10.npy").is_file()
+    [truncated] = mid["truncated"]
+    assert truncated["clip_id"] == "10" and truncated["stated_seconds"] == pytest.approx(6.0, abs=0.05)
+    assert 0 < truncated["decoded_seconds"] < 1.0
+    noisy = {m["clip_id"]: m for m in mid["decoder_messages"]}
+    assert set(noisy) == {"10", "11"}
+    assert re.fullmatch(r"\d+ line\(s\) of decoder messages, first: 'Note: Illegal Audio-MPEG-Header.*'",
+                        noisy["11"]["summary"])
+    assert len(noisy["11"]["lines"]) == len(set(noisy["11"]["lines"])) <= 5
+    assert json.loads((out / "report.json").read_text()) == report
+    # the short clip counts against resample.max_failed_fraction like any failure
+    with pytest.raises(TooManyFailuresError, match="2 of 11 audio files failed") as err:
+        resample_corpus(raw, out, min_samples=706, jobs=1, max_failed_fraction=0.1, progress=False)
+    assert err.value.report["n_failed"] == 2
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".resampled.")]  # no staging left

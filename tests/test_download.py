@@ -183,7 +183,8 @@ def _payload(n: int = 10_000) -> bytes:
 # The published layouts, in miniature (content bytes are irrelevant here).
 ANNOTATIONS_CSV = b"song_id, melody, articulation\r\n1,5.0,4.0\r\n2,6.0,3.0\r\n"
 METADATA_CSV = b"song id;Source;ID at file source\n1;soundtracks;1\n2;allmusic;x\n"
-RATINGS_CSV = "\ufeffnumber,valence,energy\r\n001,5.1,3.2\r\n".encode()
+RATINGS_CSV = ("\ufeffnumber,valence,energy,tension,anger,fear,happy,sad,tender,TARGET\r\n"
+               "001,5.1,3.2,4.0,2.5,3.3,4.4,2.2,5.0,HAPPY\r\n").encode()
 MIDLEVEL_AUDIO = {
     "Midlevel_Audio/audio/1.mp3": b"ID3" + b"\x01" * 500,
     "Midlevel_Audio/audio/2.mp3": b"ID3" + b"\x02" * 700,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import io
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
@@ -66,49 +70,162 @@ SYNTHETIC_TRUTH_JSON = "synthetic_truth.json"
 
 
 class CorpusError(ValueError):
-    """A dataset file is missing or malformed; the message names the file and the reason."""
+    """A dataset file is missing or malformed.
+
+    ``str(err)`` is one line naming the file and the reason; for a bad value also its line in
+    the file and its column, as a text editor or spreadsheet shows them.
+    """
 
 
-def _require_file(path: Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise CorpusError(f"{path}: file not found")
-    return path
+# Ids are file stems and table keys; the published ones are below 10 000. The bound stops a
+# typo such as 1e30 (or a spreadsheet's serial number) from passing as an id.
+MAX_ID = 999_999_999
+N_SOUNDTRACKS = 360  # Soundtracks Stimulus Set 1: 001.mp3 ... 360.mp3
+
+# What Python's csv module says (strict mode) -> what the user should look for.
+_CSV_REASONS = {
+    "unexpected end of data": "a quoted value is never closed (unclosed quote)",
+    "expected after": "text follows a closing quote",
+    "NUL": "contains a NUL byte; is it a text file?",
+}
 
 
 def _read_text(path: Path) -> str:
     """Read a CSV as text, dropping a UTF-8 byte-order mark and normalising CRLF."""
+    if not Path(path).is_file():
+        raise CorpusError(f"{path}: file not found")
     try:
-        return _require_file(path).read_text(encoding="utf-8-sig").replace("\r\n", "\n")
+        return Path(path).read_text(encoding="utf-8-sig").replace("\r\n", "\n")
     except UnicodeDecodeError as err:
         raise CorpusError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
-def _check_values(frame: pd.DataFrame, path: Path, value_range: tuple[float, float]) -> None:
-    """Reject NaN and out-of-range values, naming the first offending row and column."""
-    values = frame.to_numpy(dtype=np.float64)
-    low, high = value_range
-    bad = ~np.isfinite(values) | (values < low) | (values > high)
-    if bad.any():
-        row, col = map(int, np.argwhere(bad)[0])
-        raise CorpusError(
-            f"{path}: {int(bad.sum())} value(s) missing or outside [{low:g}, {high:g}], "
-            f"first at id {frame.index[row]!r}, column {frame.columns[col]!r}: {values[row, col]!r}"
-        )
+@dataclass
+class _Table:
+    """A label file's data rows as stripped strings, with each row's line in the file."""
+
+    path: Path
+    names: list[str]  # header cells as written (stripped), for messages
+    keys: list[str]  # header cells as looked up
+    rows: list[list[str]]
+    lines: list[int]
+
+    def where(self, row: int, key: str) -> str:
+        return f"{self.path}: line {self.lines[row]}, column {self.names[self.keys.index(key)]!r}"
+
+    def column(self, key: str) -> list[str]:
+        index = self.keys.index(key)
+        return [row[index] for row in self.rows]
+
+    def require(self, keys: Iterable[str], hint: str = "") -> None:
+        missing = [key for key in keys if key not in self.keys]
+        if missing:
+            raise CorpusError(f"{self.path}: missing column(s) {missing} (header: {self.names}){hint}")
 
 
-def _numeric(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+def _read_table(path: Path, *, sep: str, lower: bool = False) -> _Table:
+    """Parse a label file strictly: quotes closed, every row as long as the header.
+
+    ``lower`` looks columns up case-insensitively. Blank lines are skipped.
+    """
+    path = Path(path)
+    text = _read_text(path)
+    if not text.strip():
+        raise CorpusError(f"{path}: empty file")
+    reader = csv.reader(io.StringIO(text), delimiter=sep, strict=True, skipinitialspace=True)
+    records: list[tuple[int, list[str]]] = []
+    end = 0  # the file line the previous record ended on
     try:
-        return frame.apply(pd.to_numeric, errors="raise").astype(np.float64)
-    except (ValueError, TypeError) as err:
-        raise CorpusError(f"{path}: non-numeric value ({err})") from None
+        for fields in reader:
+            if fields:
+                records.append((end + 1, [field.strip() for field in fields]))
+            end = reader.line_num
+    except csv.Error as err:
+        reason = next((r for key, r in _CSV_REASONS.items() if key in str(err)), str(err))
+        raise CorpusError(f"{path}: line {end + 1}: {reason}") from None
+    names = records[0][1]
+    keys = [name.lower() for name in names] if lower else list(names)
+    twice = sorted({name for name, key in zip(names, keys) if keys.count(key) > 1})
+    if twice:
+        raise CorpusError(f"{path}: column(s) {twice} appear more than once in the header")
+    if len(records) == 1:
+        raise CorpusError(f"{path}: header only, no data rows")
+    for line, fields in records[1:]:
+        if len(fields) != len(names):
+            gap = (f"no value for {names[len(fields):]}" if len(fields) < len(names)
+                   else f"{len(fields) - len(names)} value(s) beyond the last column")
+            raise CorpusError(f"{path}: line {line}: {len(fields)} fields where the header has "
+                              f"{len(names)} ({gap})")
+        for name, field in zip(names, fields):
+            if "\n" in field:
+                raise CorpusError(f"{path}: line {line}, column {name!r}: a quoted value runs over "
+                                  "several lines; is a closing quote missing?")
+    return _Table(path, names, keys, [f for _, f in records[1:]], [line for line, _ in records[1:]])
 
 
-def _unique_index(frame: pd.DataFrame, path: Path, what: str) -> pd.DataFrame:
-    duplicated = frame.index[frame.index.duplicated()]
-    if len(duplicated):
-        raise CorpusError(f"{path}: duplicate {what} {list(duplicated[:5])}")
-    return frame
+def _whole_number(text: str, *, high: int = MAX_ID, decimal_ok: bool = False) -> int:
+    """An id written as a whole number from 1 to ``high``; ``decimal_ok`` also takes ``7.0``."""
+    if re.fullmatch(r"\d+(\.0*)?" if decimal_ok else r"\d+", text):
+        value = int(text.split(".")[0])
+        if 1 <= value <= high:
+            return value
+        raise ValueError(f"{text!r} is not in 1-{high}")
+    if not text:
+        raise ValueError("empty id")
+    try:
+        number = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+    kind = ("not finite" if not math.isfinite(number) else "not positive" if number <= 0
+            else "not a whole number" if number != int(number) else "not written as digits only")
+    raise ValueError(f"{text!r} is {kind}; ids are whole numbers from 1 to {high}")
+
+
+def _ids(table: _Table, key: str, rows: Iterable[int], what: str, **number: Any) -> list[int]:
+    """The whole numbers in column ``key`` of ``rows`` (see :func:`_whole_number`); each unique."""
+    first_row: dict[int, int] = {}
+    values = []
+    for row in rows:
+        try:
+            value = _whole_number(table.rows[row][table.keys.index(key)], **number)
+        except ValueError as err:
+            raise CorpusError(f"{table.where(row, key)}: {err}") from None
+        if value in first_row:
+            raise CorpusError(f"{table.where(row, key)}: {what} {value} appears twice "
+                              f"(lines {table.lines[first_row[value]]} and {table.lines[row]})")
+        first_row[value] = row
+        values.append(value)
+    return values
+
+
+def _score(text: str, low: float, high: float) -> tuple[float, str | None]:
+    """A rating or annotation value, and what is wrong with it (None when nothing)."""
+    if not text:
+        return math.nan, "empty value"
+    try:
+        value = float(text)
+    except ValueError:
+        return math.nan, f"{text!r} is not a number"
+    if not math.isfinite(value):
+        return math.nan, f"{text!r} is not a finite number"
+    if not low <= value <= high:
+        return value, f"{text} is outside the published scale [{low:g}, {high:g}]"
+    return value, None
+
+
+def _scores(table: _Table, keys: list[str], value_range: tuple[float, float]) -> np.ndarray:
+    """The columns ``keys`` as floats; the first bad value (and how many there are) is one error."""
+    values = np.empty((len(table.rows), len(keys)))
+    problems: list[str] = []
+    for i, row in enumerate(table.rows):
+        for j, key in enumerate(keys):
+            values[i, j], problem = _score(row[table.keys.index(key)], *value_range)
+            if problem:
+                problems.append(f"{table.where(i, key)}: {problem}")
+    if problems:
+        more = f" ({len(problems)} bad values in all)" if len(problems) > 1 else ""
+        raise CorpusError(problems[0] + more)
+    return values
 
 
 def read_annotations(path: Path) -> pd.DataFrame:
@@ -125,20 +242,19 @@ def read_annotations(path: Path) -> pd.DataFrame:
     pandas.DataFrame
         Index ``song_id`` (str), columns :data:`MIDLEVEL_FEATURES` in canonical order, values
         on the published 1-10 scale.
+
+    Raises
+    ------
+    CorpusError
+        One line naming the file, line and column of the first problem.
     """
-    path = Path(path)
-    frame = pd.read_csv(io.StringIO(_read_text(path)), dtype=str, skipinitialspace=True)
-    frame.columns = [c.strip() for c in frame.columns]
-    if "song_id" not in frame.columns:
-        raise CorpusError(f"{path}: no 'song_id' column (header: {list(frame.columns)})")
-    missing = [c for c in ANNOTATION_COLUMNS if c not in frame.columns]
-    if missing:
-        raise CorpusError(f"{path}: missing feature column(s) {missing} (header: {list(frame.columns)})")
-    frame["song_id"] = frame["song_id"].str.strip()
-    frame = frame.set_index("song_id")[list(ANNOTATION_COLUMNS)].rename(columns=ANNOTATION_COLUMNS)
-    frame = _numeric(frame, path)[list(MIDLEVEL_FEATURES)]
-    _check_values(frame, path, ANNOTATION_RANGE)
-    return _unique_index(frame, path, "song_id")
+    table = _read_table(path, sep=",")
+    table.require(["song_id", *ANNOTATION_COLUMNS])
+    _ids(table, "song_id", range(len(table.rows)), "song_id")
+    values = _scores(table, list(ANNOTATION_COLUMNS), ANNOTATION_RANGE)
+    frame = pd.DataFrame(values, index=pd.Index(table.column("song_id"), name="song_id"),
+                         columns=list(ANNOTATION_COLUMNS.values()))
+    return frame[list(MIDLEVEL_FEATURES)]
 
 
 def read_metadata(path: Path) -> pd.DataFrame:
@@ -150,34 +266,23 @@ def read_metadata(path: Path) -> pd.DataFrame:
         Index ``song_id`` (str); columns ``source``, ``soundtracks_number`` (zero-padded
         str such as ``"007"`` for Soundtracks clips, else ``None``), ``artist``, ``title``,
         ``album``.
+
+    A Soundtracks number that two rows share is an error, like every problem of the readers
+    (see :class:`CorpusError`).
     """
-    path = Path(path)
-    frame = pd.read_csv(io.StringIO(_read_text(path)), sep=";", dtype=str, keep_default_na=False)
-    frame.columns = [c.strip() for c in frame.columns]
-    missing = [c for c in METADATA_COLUMNS if c not in frame.columns]
-    if missing:
-        raise CorpusError(f"{path}: missing column(s) {missing} (header: {list(frame.columns)}); "
-                          "is it semicolon-separated?")
-    frame = frame[list(METADATA_COLUMNS)].rename(columns=METADATA_COLUMNS)
-    frame = frame.apply(lambda column: column.str.strip())
+    table = _read_table(path, sep=";")
+    table.require(METADATA_COLUMNS, "; is it semicolon-separated?")
+    _ids(table, "song id", range(len(table.rows)), "song id")
+    frame = pd.DataFrame({new: table.column(old) for old, new in METADATA_COLUMNS.items()})
     frame = frame.set_index("song_id")
     frame["source"] = frame["source"].str.lower()
-    is_soundtrack = frame["source"] == SOUNDTRACKS_SOURCE
-    numbers: list[str | None] = []
-    for song_id, raw, soundtrack in zip(frame.index, frame["soundtracks_number"], is_soundtrack):
-        if not soundtrack:
-            numbers.append(None)
-            continue
-        try:
-            number = int(float(raw))
-        except ValueError:
-            raise CorpusError(f"{path}: song id {song_id!r} is a soundtracks clip but "
-                              f"'ID at file source' is {raw!r}, not a number") from None
-        if not 1 <= number <= 360:
-            raise CorpusError(f"{path}: song id {song_id!r}: Soundtracks number {number} not in 1-360")
-        numbers.append(f"{number:03d}")
+    rows = np.flatnonzero(frame["source"].to_numpy() == SOUNDTRACKS_SOURCE).tolist()
+    numbers: list[str | None] = [None] * len(frame)
+    for row, number in zip(rows, _ids(table, "ID at file source", rows, "Soundtracks number",
+                                      high=N_SOUNDTRACKS, decimal_ok=True)):
+        numbers[row] = f"{number:03d}"
     frame["soundtracks_number"] = pd.Series(numbers, index=frame.index, dtype=object)
-    return _unique_index(frame, path, "song id")
+    return frame
 
 
 def read_ratings(path: Path) -> pd.DataFrame:
@@ -196,21 +301,45 @@ def read_ratings(path: Path) -> pd.DataFrame:
     if path.suffix.lower() in (".xls", ".xlsx"):
         raise CorpusError(f"{path}: spreadsheet copies are not read; save it as CSV "
                           "(mean_ratings_set1.csv) with columns number,valence,...,tender,TARGET")
-    frame = pd.read_csv(io.StringIO(_read_text(path)), dtype=str)
-    frame.columns = [c.strip().lower() for c in frame.columns]
-    missing = [c for c in ("number",) + EMOTIONS if c not in frame.columns]
-    if missing:
-        raise CorpusError(f"{path}: missing column(s) {missing} (header: {list(frame.columns)})")
+    table = _read_table(path, sep=",", lower=True)
+    table.require(["number", *EMOTIONS])
+    numbers = _ids(table, "number", range(len(table.rows)), "clip number", high=N_SOUNDTRACKS,
+                   decimal_ok=True)
+    values = _scores(table, list(EMOTIONS), RATING_RANGE)
+    frame = pd.DataFrame(values, index=pd.Index([f"{n:03d}" for n in numbers], name="number"),
+                         columns=list(EMOTIONS))
+    targets = table.column("target") if "target" in table.keys else [""] * len(frame)
+    frame["target"] = pd.Series([t or None for t in targets], index=frame.index, dtype=object)
+    return frame
+
+
+def validate_raw(raw_dir: Path, *, shown_as: Path | None = None) -> dict[str, bool]:
+    """Read every label file under ``raw_dir`` as the training stages will.
+
+    The ``download`` stage calls this before it puts ``data/raw`` in place, so a bad label file
+    stops the first stage that holds it, not the training stages after resampling.
+
+    Parameters
+    ----------
+    raw_dir : Path
+        A directory in the layout of :func:`check_layout`.
+    shown_as : Path, optional
+        Messages name the files under this directory instead of ``raw_dir`` (the stage builds
+        ``data/raw`` in a temporary sibling that is gone when the message is read).
+
+    Returns
+    -------
+    dict
+        :func:`check_layout`'s ``{"midlevel": bool, "soundtracks": bool}``.
+    """
     try:
-        frame["number"] = [f"{int(float(n)):03d}" for n in frame["number"]]
-    except ValueError as err:
-        raise CorpusError(f"{path}: non-numeric clip number ({err})") from None
-    frame = frame.set_index("number")
-    target = frame["target"].str.strip() if "target" in frame.columns else None
-    ratings = _numeric(frame[list(EMOTIONS)], path)
-    _check_values(ratings, path, RATING_RANGE)
-    ratings["target"] = target if target is not None else None
-    return _unique_index(ratings, path, "number")
+        present = check_layout(raw_dir)
+        load_labels(raw_dir)
+    except CorpusError as err:
+        if shown_as is None:
+            raise
+        raise CorpusError(str(err).replace(str(Path(raw_dir)), str(Path(shown_as)))) from None
+    return present
 
 
 def check_layout(raw_dir: Path) -> dict[str, bool]:

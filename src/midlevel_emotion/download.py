@@ -29,7 +29,7 @@ from .archive import (
     extract_zip,
     verify_zip,
 )
-from .corpus import check_layout
+from .corpus import validate_raw
 from .fileio import remove_stale_staging, replace_dir, staging_dir
 from .localcopy import copy_local, link_or_copy, local_dir, pipeline_outputs, refuse_inside_outputs
 from .synthetic import generate_corpus
@@ -284,7 +284,7 @@ def prepare_raw(source: str, raw_dir: Path, params: dict, *, progress: bool = Tr
                               progress=progress, limits=cfg)
         else:
             copy_local(*local, staging)
-        present = check_layout(staging)
+        present = validate_raw(staging, shown_as=raw_dir)  # bad label files stop this stage
         replace_dir(staging, raw_dir)
     except Exception as exc:
         # The staging folder is deleted below: name the folder the user knows instead.
