@@ -66,7 +66,7 @@ def bench_checkpoint(requested: str | None, workdir: Path) -> tuple[Path, str]:
         return Path(requested), "given"
     if Path(DEFAULT_CHECKPOINT).is_file():
         return Path(DEFAULT_CHECKPOINT), "pipeline's"
-    from midlevel_emotion.features import spectrogram_params
+    from midlevel_emotion.constants import SpectrogramSettings
     from midlevel_emotion.models import build_model
     from midlevel_emotion.params import load_params
     from midlevel_emotion.training import TrainConfig, save_checkpoint
@@ -75,7 +75,7 @@ def bench_checkpoint(requested: str | None, workdir: Path) -> tuple[Path, str]:
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     params["train"]["crop_seconds"] = 10.0  # the paper's window (params.yaml's is shorter)
     save_checkpoint(path, build_model("joint").eval(), kind="joint", config=TrainConfig.from_params(params, "joint"),
-                    spectrogram={**spectrogram_params(), "mean": 0.3, "std": 0.4}, corpus="synthetic",
+                    spectrogram={**SpectrogramSettings().as_dict(), "mean": 0.3, "std": 0.4}, corpus="synthetic",
                     seed=0, params_digest="benchmark", test_pearson={})
     return path, "untrained, paper config"
 

@@ -16,7 +16,7 @@ import torch
 
 from midlevel_emotion import __version__, cli, cli_output
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.features import spectrogram_params
+from midlevel_emotion.constants import SpectrogramSettings
 from midlevel_emotion.models import build_model
 from midlevel_emotion.training import ClipSet, save_checkpoint, train
 from configs import train_config
@@ -34,7 +34,7 @@ def _clip_set(n, seed):
 
 
 def _save(path, model, kind, corpus="synthetic"):
-    spec = {**spectrogram_params(), "mean": 0.3, "std": 0.4}
+    spec = {**SpectrogramSettings().as_dict(), "mean": 0.3, "std": 0.4}
     save_checkpoint(path, model, kind=kind, config=CONFIG, spectrogram=spec, corpus=corpus, seed=0,
                     params_digest="0123456789ab", test_pearson={**{f: 0.5 for f in MIDLEVEL_FEATURES},
                                                                 **{e: 0.25 for e in EMOTIONS}})
@@ -135,6 +135,21 @@ def test_explain_table_lists_every_feature_and_emotion_with_the_synthetic_warnin
     assert "song.wav" in out and "windows" in out  # 20 s -> a song-level mean over windows
     warnings = [line for line in err_lines(err) if "synthetic" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning:")
+
+
+def test_explain_warns_about_a_file_that_decodes_short_of_its_stated_length(capsys, checkpoints, tmp_path):
+    import soundfile as sf
+    t = np.arange(int(44100 * 6.0)) / 44100
+    sf.write(tmp_path / "cut.mp3", np.stack([np.sin(2 * np.pi * 440 * t)] * 2, axis=1) * 0.3, 44100, format="MP3")
+    data = (tmp_path / "cut.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[:len(data) // 10])  # the header still says 6 s
+    code, out, err = run(capsys, "explain", tmp_path / "cut.mp3", "--checkpoint", checkpoints["joint"])
+    assert code == 0, err
+    notes = [line for line in err_lines(err) if "decoded" in line]
+    assert len(notes) == 1 and notes[0].endswith("of a file whose header says 6.0 s"), err
+    code, out, err = run(capsys, "explain", tmp_path / "cut.mp3", "--checkpoint", checkpoints["joint"],
+                         "--csv", tmp_path / "out.csv")
+    assert code == 0 and sum("whose header says 6.0 s" in line for line in err_lines(err)) == 1, err
 
 
 def test_explain_without_synthetic_corpus_has_no_warning(capsys, checkpoints, audio):

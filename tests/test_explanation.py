@@ -17,7 +17,7 @@ from midlevel_emotion import explanation as ex
 from midlevel_emotion import figures, pairs
 from midlevel_emotion.audio import AudioError
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.features import spectrogram_params
+from midlevel_emotion.constants import SpectrogramSettings
 from midlevel_emotion.store import write_spectrogram_store
 from midlevel_emotion.models import build_model
 from midlevel_emotion.training import CheckpointError, ClipSet, load_checkpoint, predict, save_checkpoint, train
@@ -44,7 +44,7 @@ def make_checkpoint(path, kind="joint", corpus="synthetic", extra=None, trained=
     else:
         torch.manual_seed(0)
         model = build_model(kind).eval()
-    spectrogram = {**spectrogram_params(), "mean": 0.5, "std": 0.3}
+    spectrogram = {**SpectrogramSettings().as_dict(), "mean": 0.5, "std": 0.3}
     save_checkpoint(path, model, kind=kind, config=config, spectrogram=spectrogram, corpus=corpus, seed=0,
                     params_digest="abc123", test_pearson={"valence": 0.4}, extra=extra)
     return path
@@ -229,7 +229,7 @@ def test_non_finite_output_is_a_checkpoint_error(tmp_path):
     with torch.no_grad():
         model.midlevel_layer.weight.fill_(3e38)  # finite, but the float32 output overflows
     path = tmp_path / "overflow.pt"
-    save_checkpoint(path, model, kind="joint", config=CONFIG, spectrogram={**spectrogram_params(), "mean": 0.5,
+    save_checkpoint(path, model, kind="joint", config=CONFIG, spectrogram={**SpectrogramSettings().as_dict(), "mean": 0.5,
                     "std": 0.3}, corpus="synthetic", seed=0, params_digest="abc123")
     with pytest.raises(CheckpointError, match=r"overflow.pt: the model's output for <signal> is not finite"):
         ex.explain(tone(2.0, channels=1)[:, 0], path, sample_rate=44100)

@@ -24,11 +24,11 @@ import librosa
 import numpy as np
 import soundfile as sf
 
+from .constants import SAMPLE_RATE
 from .corpus import MIDLEVEL_AUDIO_DIR, SOUNDTRACKS_AUDIO_DIR
 from .fileio import remove_stale_staging, replace_dir, save_npy, staging_dir, write_json
 from .parallel import map_tasks
 
-SAMPLE_RATE = 22050
 RESAMPLE_TYPE = "soxr_hq"  # librosa's default: soxr, high quality
 AUDIO_EXTENSIONS: tuple[str, ...] = (".mp3", ".wav", ".flac", ".ogg")
 # Peaks below this (about -120 dBFS) are treated as digital silence: normalising them

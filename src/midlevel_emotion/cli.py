@@ -26,15 +26,12 @@ Heavy imports (torch, matplotlib) happen inside the commands so ``--help`` and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import re
 import sys
-import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from . import cli_output as show
 from .cli_args import PLOT_SUFFIXES, PROG, build_parser
@@ -148,47 +145,21 @@ def _check_input_file(path: Path) -> None:
         raise CLIError(f"{path}: permission denied")
 
 
-# What the mp3 decoder inside libsndfile (mpg123) writes straight to file descriptor 2 when
-# it meets a damaged file ("Note: Illegal Audio-MPEG-Header ...", "[src/libmpg123/...] error:").
-_DECODER_CHATTER = re.compile(r"^(Note|Warning|Error):|^\[[^\]]*\] ")
+def _native_stderr(debug: bool) -> Any:
+    """Keep the mp3 decoder's C-level chatter off the terminal: a bad file gets ONE line from us
+    (every captured line with ``--debug``; see :func:`midlevel_emotion.audio.native_stderr`)."""
+    from .audio import is_decoder_chatter, native_stderr
+
+    return native_stderr(echo=lambda line: debug or not is_decoder_chatter(line))
 
 
-@contextlib.contextmanager
-def _native_stderr(debug: bool) -> Iterator[None]:
-    """Keep C-level decoder messages off the terminal: a bad file gets ONE line from us.
+def _warn_if_truncated(path: Path, exp: Any) -> None:
+    """A damaged file that decoded to a fraction of its stated length says so (it is loop-padded)."""
+    from .audio import truncation_note
 
-    File descriptor 2 is redirected to a temporary file while decoding; afterwards every line
-    that is not decoder chatter is passed on (all of them with ``--debug``).
-    """
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable descriptor 2 (embedded interpreter): nothing to guard
-        yield
-        return
-    for stream in (sys.stderr, sys.__stderr__):
-        _flush(stream)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            for stream in (sys.stderr, sys.__stderr__):
-                _flush(stream)
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode(errors="replace")
-            keep = [line for line in text.splitlines() if line.strip() and (debug or not _DECODER_CHATTER.match(line))]
-            if keep:
-                sys.stderr.write("\n".join(keep) + "\n")
-
-
-def _flush(stream: Any) -> None:
-    try:
-        if stream is not None:
-            stream.flush()
-    except (OSError, ValueError):
-        pass
+    note = truncation_note(path, float(exp.duration_seconds))
+    if note:
+        _err(f"{PROG}: warning: {note}")
 
 
 def _explain_one(path: Path, model: tuple[Any, dict], hop: float | None, debug: bool = False) -> Any:
@@ -199,7 +170,9 @@ def _explain_one(path: Path, model: tuple[Any, dict], hop: float | None, debug: 
 
     try:
         with _native_stderr(debug):
-            return explain(path, model, hop_seconds=hop)
+            exp = explain(path, model, hop_seconds=hop)
+        _warn_if_truncated(path, exp)
+        return exp
     except (AudioError, CheckpointError) as err:
         raise CLIError(_one_line(err), EXIT_USAGE) from err
     except (KeyboardInterrupt, CLIError):
@@ -351,6 +324,7 @@ def _explain_files(files: list[Path], model: tuple[Any, dict],
         try:
             with _native_stderr(args.debug):
                 exp = explain(path, model, hop_seconds=args.hop)
+            _warn_if_truncated(path, exp)
         except AudioError as err:
             row.update({"status": "failed", "error": _one_line(err.reason)})
         except CheckpointError as err:

@@ -13,28 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-# Canonical order used everywhere (arrays, checkpoints, tables): the paper's Table 3 order.
-MIDLEVEL_FEATURES: tuple[str, ...] = (
-    "melodiousness",
-    "articulation",
-    "rhythm_stability",
-    "rhythm_complexity",
-    "dissonance",
-    "tonal_stability",
-    "minorness",
-)
-
-# Canonical emotion order: the column order of the Soundtracks ratings file.
-EMOTIONS: tuple[str, ...] = (
-    "valence",
-    "energy",
-    "tension",
-    "anger",
-    "fear",
-    "happy",
-    "sad",
-    "tender",
-)
+from .constants import EMOTIONS, MIDLEVEL_FEATURES  # the canonical orders (re-exported here)
 
 # Header spellings in the published annotations.csv (after stripping stray spaces).
 ANNOTATION_COLUMNS: dict[str, str] = {

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from . import figures
-from .corpus import EMOTIONS, MIDLEVEL_FEATURES, Labels, load_labels
+from .constants import EMOTIONS, MIDLEVEL_FEATURES, hop_frames
+from .corpus import Labels, load_labels
 from .csvsafe import frame_text
 from .explanation import effects, emotion_layer, load_model
 from .store import SpectrogramStore
@@ -189,9 +190,9 @@ def _test_ids(checkpoint: Path, meta: dict, labels: Labels, raw_dir: Path) -> li
 def _predict_clips(model: Any, meta: dict, store: SpectrogramStore, ids: list[str]) -> np.ndarray:
     """(n_clips, 7 + 8) song-level outputs: the mean over windows at the evaluation hop, as in testing."""
     spec = meta["spectrogram"]
-    hop_frames = max(1, int(round(float(meta["input"]["eval_hop_seconds"]) * float(spec["fps"]))))
+    hop = hop_frames(float(meta["input"]["eval_hop_seconds"]), float(spec["fps"]))
     outputs = predict(model, [store.clip(i) for i in ids], mean=float(spec["mean"]), std=float(spec["std"]),
-                      crop_frames=int(meta["input"]["crop_frames"]), hop_frames=hop_frames)
+                      crop_frames=int(meta["input"]["crop_frames"]), hop_frames=hop)
     if not np.isfinite(outputs).all():
         raise CheckpointError(f"{meta.get('path', 'checkpoint')}: the model's predictions are not finite "
                               "(NaN or infinite); the checkpoint is damaged")

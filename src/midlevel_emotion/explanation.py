@@ -25,18 +25,18 @@ float32 emotion output to rounding; :func:`explain` checks that it does).
 from __future__ import annotations
 
 import math
-import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from . import audio
-from .corpus import EMOTIONS, MIDLEVEL_FEATURES
-from .features import log_filtered_spectrogram, spectrogram_params
+from . import constants
+from .constants import EMOTIONS, MIDLEVEL_FEATURES
+from .constants import SpectrogramSettings
+from .features import log_filtered_spectrogram
 from .training import CheckpointError, crop, load_checkpoint, window_starts
 
 #: The checkpoint :func:`explain` uses by default: the Joint model of the pipeline's first run
@@ -52,7 +52,7 @@ SYNTHETIC_WARNING = ("this model was trained on the synthetic corpus: its predic
 
 SIGNAL_SOURCE = "<signal>"
 
-_SPECTROGRAM_KEYS = ("sample_rate", "frame_size", "fps", "bands_per_octave", "fmin", "fmax")
+SPECTROGRAM_KEYS = tuple(f.name for f in fields(SpectrogramSettings))
 _BATCH_SIZE = 16  # windows per forward pass (measured fastest on 2 CPU cores)
 _LINEARITY_TOLERANCE = 1e-3
 
@@ -215,12 +215,12 @@ def _check_explainable(meta: dict) -> None:
                               f"explained as mid-level feature effects; use a joint or a2mid2e checkpoint "
                               f"(e.g. {DEFAULT_CHECKPOINT})")
     spectrogram = meta.get("spectrogram") or {}
-    missing = [k for k in _SPECTROGRAM_KEYS + ("mean", "std") if k not in spectrogram]
+    missing = [k for k in SPECTROGRAM_KEYS + ("mean", "std") if k not in spectrogram]
     if missing or "crop_frames" not in (meta.get("input") or {}):
         what = ", ".join(missing) if missing else "input.crop_frames"
         raise CheckpointError(f"{where}: checkpoint lacks {what}; it cannot turn audio into model input")
     try:  # the spectrogram's own validation: fmin < fmax < Nyquist, a hop of at least one sample, ...
-        spectrogram_params(**{k: spectrogram[k] for k in _SPECTROGRAM_KEYS})
+        SpectrogramSettings.from_mapping(spectrogram)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{where}: damaged or incompatible checkpoint: spectrogram settings: "
                               f"{' '.join(str(err).split())}") from None
@@ -230,10 +230,9 @@ def _prepare_signal(source: str | Path | np.ndarray, sample_rate: int | None,
                     target_rate: int) -> tuple[str, np.ndarray]:
     """The name and the mono, resampled, peak-normalised signal of a file or an array.
 
-    An array goes through :func:`midlevel_emotion.audio.load` too (as a lossless float32
-    WAV in a temporary directory), so it gets exactly the checks, resampling and
-    normalisation a file gets (no samples, non-finite samples, silence), with its errors
-    naming ``<signal>``.
+    An array goes through :func:`midlevel_emotion.audio.normalise`, the same checks,
+    resampling and normalisation a decoded file gets (no samples, non-finite samples,
+    silence), with its errors naming ``<signal>``.
     """
     if not isinstance(source, np.ndarray):
         if sample_rate is not None:
@@ -247,13 +246,7 @@ def _prepare_signal(source: str | Path | np.ndarray, sample_rate: int | None,
         raise ValueError(f"a signal must be 1-D (mono), got shape {source.shape}; downmix it first")
     if not np.issubdtype(source.dtype, np.number) or np.issubdtype(source.dtype, np.complexfloating):
         raise ValueError(f"a signal must be real numbers, got dtype {source.dtype}")
-    with tempfile.TemporaryDirectory(prefix="midlevel-emotion-signal-") as tmp:
-        path = Path(tmp) / "signal.wav"
-        sf.write(path, source.astype(np.float32), int(sample_rate), subtype="FLOAT")
-        try:
-            return SIGNAL_SOURCE, audio.load(path, sample_rate=target_rate)
-        except audio.AudioError as err:
-            raise audio.AudioError(SIGNAL_SOURCE, err.reason) from None
+    return SIGNAL_SOURCE, audio.normalise(source, int(sample_rate), target_rate, source=SIGNAL_SOURCE)
 
 
 def explain(source: str | Path | np.ndarray, checkpoint: str | Path | tuple = DEFAULT_CHECKPOINT, *,
@@ -299,7 +292,7 @@ def explain(source: str | Path | np.ndarray, checkpoint: str | Path | tuple = DE
     hop_length = target_rate / fps
     if len(signal) < hop_length:
         raise audio.AudioError(name, f"too short ({duration * 1000:.0f} ms, less than one spectrogram frame)")
-    spectrogram = log_filtered_spectrogram(signal, **{k: spec_params[k] for k in _SPECTROGRAM_KEYS})
+    spectrogram = log_filtered_spectrogram(signal, **SpectrogramSettings.from_mapping(spec_params).kwargs())
 
     crop_frames = int(meta["input"]["crop_frames"])
     if hop_seconds is None:
@@ -307,7 +300,7 @@ def explain(source: str | Path | np.ndarray, checkpoint: str | Path | tuple = DE
     else:
         if not hop_seconds > 0 or not math.isfinite(hop_seconds):
             raise ValueError(f"hop_seconds must be a positive number, got {hop_seconds!r}")
-        hop_frames = max(1, int(round(hop_seconds * fps)))
+        hop_frames = constants.hop_frames(hop_seconds, fps)
     starts = window_starts(len(spectrogram), crop_frames, hop_frames)
 
     mean, std = float(spec_params["mean"]), float(spec_params["std"])

@@ -32,7 +32,6 @@ __all__ = [
     "frame_signal",
     "n_frames_for",
     "log_filtered_spectrogram",
-    "spectrogram_params",
 ]
 
 FREF: float = 440.0  # Hz: the filterbank's bands are placed relative to A4, as in madmom
@@ -329,27 +328,3 @@ def _check_signal(signal: Any, hop_length: float) -> np.ndarray:
             f"signal has {len(bad)} non-finite samples (NaN/inf), first at index {bad[0]}"
         )
     return signal
-
-
-def spectrogram_params(
-    sample_rate: int = SAMPLE_RATE,
-    frame_size: int = FRAME_SIZE,
-    fps: float = FPS,
-    bands_per_octave: int = BANDS_PER_OCTAVE,
-    fmin: float = FMIN,
-    fmax: float = FMAX,
-) -> dict[str, Any]:
-    """Validated, JSON-ready spectrogram parameters (as recorded in ``stats.json``).
-
-    Parameters
-    ----------
-    sample_rate, frame_size, fps, bands_per_octave, fmin, fmax
-        See :func:`log_filtered_spectrogram`.
-
-    Returns
-    -------
-    dict
-        The parameters with plain Python types, plus the derived ``hop_length``
-        [samples].
-    """
-    return SpectrogramSettings(sample_rate, frame_size, fps, bands_per_octave, fmin, fmax).as_dict()

@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
+from .constants import EMOTIONS, MIDLEVEL_FEATURES, N_BINS
 
-N_FREQ_BINS = 149  # logarithmic filterbank bins (SPEC "Preprocessing")
+N_FREQ_BINS = N_BINS  # logarithmic filterbank bins (SPEC "Preprocessing")
 TRUNK_FEATURES = 256  # width after AdaptiveAvgPool2d(1)
 MODEL_KINDS: tuple[str, ...] = ("a2e", "a2mid", "a2mid2e", "joint")
 

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .corpus import EMOTIONS, MIDLEVEL_FEATURES
+from .constants import EMOTIONS, MIDLEVEL_FEATURES, hop_frames, window_frames
 from .fileio import atomic_write
 from .models import MODEL_KINDS, build_model
 from .params import section
@@ -89,12 +89,11 @@ class TrainConfig:
 
     @property
     def crop_frames(self) -> int:
-        # 10 s at 31.25 fps = 312.5 -> 313, the paper's input length
-        return int(np.ceil(self.crop_seconds * self.fps))
+        return window_frames(self.crop_seconds, self.fps)
 
     @property
     def hop_frames(self) -> int:
-        return max(1, int(round(self.eval_hop_seconds * self.fps)))
+        return hop_frames(self.eval_hop_seconds, self.fps)
 
 
 # ---------------------------------------------------------------------------------------
