@@ -137,44 +137,37 @@ class Trunk(nn.Module):
         return self.pool(self.features(x)).flatten(1)
 
 
-class A2E(nn.Module):
+class _TrunkAndHead(nn.Module):
+    """The trunk and one linear output layer: A2E and A2Mid differ only in their outputs."""
+
+    kind: str
+    group: str  # "emotions" or "midlevel": the name output_layers() gives the head
+    output_names: tuple[str, ...]
+
+    def __init__(self, last_kernel_size: int = 3, dropout: float = 0.3) -> None:
+        super().__init__()
+        self.trunk = Trunk(last_kernel_size, dropout)
+        self.head = nn.Linear(TRUNK_FEATURES, len(self.output_names))
+        init_weights(self.head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk(x))
+
+    def output_layers(self) -> dict[str, nn.Linear]:
+        """``{group: head}``."""
+        return {self.group: self.head}
+
+
+class A2E(_TrunkAndHead):
     """Audio to emotions directly: the black-box baseline. Output (batch, 8)."""
 
-    kind = "a2e"
-    output_names: tuple[str, ...] = EMOTIONS
-
-    def __init__(self, last_kernel_size: int = 3, dropout: float = 0.3) -> None:
-        super().__init__()
-        self.trunk = Trunk(last_kernel_size, dropout)
-        self.head = nn.Linear(TRUNK_FEATURES, len(EMOTIONS))
-        init_weights(self.head)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
-
-    def output_layers(self) -> dict[str, nn.Linear]:
-        """``{"emotions": head}``."""
-        return {"emotions": self.head}
+    kind, group, output_names = "a2e", "emotions", EMOTIONS
 
 
-class A2Mid(nn.Module):
+class A2Mid(_TrunkAndHead):
     """Audio to the seven mid-level features. Output (batch, 7)."""
 
-    kind = "a2mid"
-    output_names: tuple[str, ...] = MIDLEVEL_FEATURES
-
-    def __init__(self, last_kernel_size: int = 3, dropout: float = 0.3) -> None:
-        super().__init__()
-        self.trunk = Trunk(last_kernel_size, dropout)
-        self.head = nn.Linear(TRUNK_FEATURES, len(MIDLEVEL_FEATURES))
-        init_weights(self.head)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x))
-
-    def output_layers(self) -> dict[str, nn.Linear]:
-        """``{"midlevel": head}``."""
-        return {"midlevel": self.head}
+    kind, group, output_names = "a2mid", "midlevel", MIDLEVEL_FEATURES
 
 
 class A2Mid2E(nn.Module):
