@@ -60,9 +60,9 @@ PINNED_KERNELS: dict[str, str] = {
     "CUDA_VISIBLE_DEVICES": "",  # a GPU computes other numbers again: train on the CPU
 }
 #: Intra-op threads of the reproducible mode (torch, MKL and numpy's OpenBLAS). Any fixed count
-#: gives the same numbers on every machine; 2 suits the embedded default's 2-core target (1
-#: thread made a training step 2.3 times slower than torch's defaults there, 2 threads 1.4
-#: times). A machine with one core runs the 2 threads in turn: same numbers, slower.
+#: gives the same numbers on every machine; 2 suits the embedded default's 2-core target. On a
+#: 2-core AVX-512 CPU a training step took 1.4-2.1 times as long as with torch's defaults with
+#: 2 threads, 2.9-3.1 times with 1. A one-core machine runs the 2 threads in turn (same numbers).
 REPRODUCIBLE_THREADS = 2
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
