@@ -15,9 +15,11 @@ Every stage script ends through :func:`run`, so every stage behaves the same:
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn
 
-from midlevel_emotion.params import load_params
+from midlevel_emotion.determinism import configure_cpu
+from midlevel_emotion.params import ParamsError, load_params, section
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -80,3 +82,22 @@ def parse(description: str, *outputs: str) -> tuple[argparse.Namespace, dict]:
         parser.add_argument(f"--{name}", required=True)
     args = parser.parse_args()
     return args, load_params(args.params)
+
+
+def configure_cpu_from_params() -> None:
+    """Apply ``train.reproducible`` (``midlevel_emotion.determinism``) from the ``--params`` file.
+
+    Stage scripts call this before importing anything that imports numpy or torch: the kernels
+    and threads it pins are read when those libraries load.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--params", default="params.yaml")
+    path = parser.parse_known_args()[0].params
+    try:
+        reproducible = section(load_params(path), "train.reproducible")
+    except ParamsError as err:
+        sys.exit(f"{Path(sys.argv[0]).stem}: error: {err}")
+    if not isinstance(reproducible, bool):
+        sys.exit(f"{Path(sys.argv[0]).stem}: error: {path}: train.reproducible must be true or false, "
+                 f"got {reproducible!r}")
+    configure_cpu(reproducible)

@@ -5,10 +5,12 @@
 
 import argparse
 
-from _common import run
+from _common import configure_cpu_from_params, run
 
-from midlevel_emotion.explain_stage import explain_stage
-from midlevel_emotion.params import load_params
+configure_cpu_from_params()  # train.reproducible: the same forward passes, so the same plot data, anywhere
+
+from midlevel_emotion.explain_stage import explain_stage  # noqa: E402
+from midlevel_emotion.params import load_params  # noqa: E402
 
 
 def main() -> int:

@@ -3,9 +3,11 @@
     python stages/fit_mid2e.py --a2mid models/a2mid/a2mid_for_a2mid2e.pt --models models/mid2e --results results/mid2e --metrics metrics/mid2e.json
 """
 
-from _common import parse, run
+from _common import configure_cpu_from_params, parse, run
 
-from midlevel_emotion.protocol import Context, fit_mid2e
+configure_cpu_from_params()  # train.reproducible: before numpy and torch load
+
+from midlevel_emotion.protocol import Context, fit_mid2e  # noqa: E402
 
 
 def main() -> None:

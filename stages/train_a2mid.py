@@ -3,9 +3,11 @@
     python stages/train_a2mid.py --models models/a2mid --results results/a2mid --metrics metrics/a2mid.json --plots plots/training/a2mid
 """
 
-from _common import parse, run
+from _common import configure_cpu_from_params, parse, run
 
-from midlevel_emotion.protocol import Context, train_a2mid
+configure_cpu_from_params()  # train.reproducible: before numpy and torch load
+
+from midlevel_emotion.protocol import Context, train_a2mid  # noqa: E402
 
 
 def main() -> None:

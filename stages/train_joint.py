@@ -3,9 +3,11 @@
     python stages/train_joint.py --models models/joint --results results/joint --metrics metrics/joint.json --plots plots/training/joint
 """
 
-from _common import parse, run
+from _common import configure_cpu_from_params, parse, run
 
-from midlevel_emotion.protocol import Context, train_emotion_runs
+configure_cpu_from_params()  # train.reproducible: before numpy and torch load
+
+from midlevel_emotion.protocol import Context, train_emotion_runs  # noqa: E402
 
 
 def main() -> None:

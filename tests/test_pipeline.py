@@ -24,12 +24,12 @@ TINY = {
 }
 
 
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert not check or result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
 
 
@@ -95,7 +95,7 @@ def test_repro_commit_change_param_and_diff(tmp_path):
     assert [int(v["step"]) for v in values] == [1, 2] and "val_mean_r" in values[0]  # max_epochs 2
     shown = json.loads(dvc("metrics", "show", "--json", cwd=repo).stdout)  # {revision: {"data": {path: ...}}}
     metric_files = {name for revision in shown.values() for name in revision["data"]}
-    assert "metrics/a2e.json" in metric_files and not {n for n in metric_files if n.startswith("plots/")}
+    assert metric_files == {"metrics/headline.json"}  # the headline is the default view (README)
 
     run(["git", "add", "-A"], repo)
     run(["git", "commit", "-qm", "tiny run"], repo)
@@ -111,10 +111,19 @@ def test_repro_commit_change_param_and_diff(tmp_path):
     assert params_diff["params.yaml"]["train.learning_rate"]["old"] == 0.0005
     assert params_diff["params.yaml"]["train.learning_rate"]["new"] == 0.002
     metrics_diff = json.loads(dvc("metrics", "diff", "--json", cwd=repo).stdout)
-    changed = metrics_diff["metrics/a2e.json"]
+    assert list(metrics_diff) == ["metrics/headline.json"]  # the headline only, by default
+    headline = metrics_diff["metrics/headline.json"]
+    assert "a2e.r_avg.mean" in headline and len(headline) <= 40
+    assert headline["a2e.r_avg.mean"]["old"] != headline["a2e.r_avg.mean"]["new"]
+    detail = json.loads(dvc("metrics", "diff", "--json", "--targets", "metrics/a2e.json", "metrics/evaluate.json",
+                            cwd=repo).stdout)  # every per-run number is still one command away
     key = "a2e.seed_0.emotions.valence"
-    assert key in changed and changed[key]["old"] != changed[key]["new"]
-    assert "table2.coe_joint.average.mean" in metrics_diff["metrics/evaluate.json"]
+    assert key in detail["metrics/a2e.json"] and detail["metrics/a2e.json"][key]["old"] != detail["metrics/a2e.json"][key]["new"]
+    assert "table2.coe_joint.average.mean" in detail["metrics/evaluate.json"]
+    # the noise-aware verdict against the committed run: it runs, and names the changed A2E
+    verdict = run([str(Path(sys.executable).parent / "midlevel-emotion"), "check", "--against", "HEAD",
+                   "--out", "verdict.md"], repo, check=False)
+    assert verdict.returncode in (0, 1) and "`a2e.r_avg`" in (repo / "verdict.md").read_text()
 
 
 def test_soundtracks_only_profile_trains_a2e_and_says_what_did_not_run(tmp_path):

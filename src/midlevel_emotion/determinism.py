@@ -1,0 +1,200 @@
+"""Reproducible CPU numerics: the same seed gives the same weights on any x86-64 machine.
+
+On one machine a seeded CPU run is bit-identical from run to run, but another CPU gives other
+numbers, because torch picks its CPU kernels by the instruction sets the processor has and by
+the thread count. Measured with ``benchmarks/reproducibility.py`` (a few training steps of the
+Joint model, final weights compared bit for bit), on torch 2.13's CPU wheel:
+
+- **oneDNN convolutions** (every conv layer, forward and backward): the JIT kernels differ per
+  ISA (``jit:avx512_core`` on an AVX-512 CPU, ``jit:avx2`` on an AVX2 one) and sum in another
+  order. The AVX-512 backward-weights kernel also splits the batch reduction by thread count
+  (1 and 2 threads differ); the AVX2 one does so only from about 16 threads on.
+- **MKL sgemm** (the Linear layers): MKL dispatches by ISA too; ``MKL_ENABLE_INSTRUCTIONS=AVX2``
+  changes the weights, and so does the thread count.
+- **The thread count** beyond that: even the AVX2 convolution splits a batch's weight-gradient
+  sum across threads when the batch is smaller than 8 (the last batch of an epoch) or the
+  threads are many (16 differ from 1 at batch 8).
+- **ATen's own vectorised kernels** (BatchNorm, pooling, Adam, the loss): ``avx2`` and ``avx512``
+  gave identical weights here; ``default`` (no AVX2) differs.
+- **numpy's OpenBLAS** (the least-squares fits) picks its kernel by CPU too (SkylakeX here,
+  Haswell on AVX2, Zen on AMD); pinning it to Haswell changed nothing here and costs nothing.
+
+The reproducible mode pins all three to AVX2 code paths, which every x86-64 CPU since 2013 (Intel
+Haswell, AMD Zen) runs, and fixes the thread count:
+
+- ``ONEDNN_MAX_CPU_ISA=AVX2`` (oneDNN's CPU dispatcher control),
+- ``MKL_CBWR=COMPATIBLE`` (MKL's Conditional Numerical Reproducibility; the one branch MKL
+  documents as identical on Intel and non-Intel CPUs; it only runs the two small Linear layers),
+- ``ATEN_CPU_CAPABILITY=avx2``,
+- ``OPENBLAS_CORETYPE=Haswell`` (numpy's BLAS),
+- ``CUDA_VISIBLE_DEVICES=`` (empty: no GPU, whose kernels give other numbers again),
+- :data:`REPRODUCIBLE_THREADS` threads (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
+  ``OPENBLAS_NUM_THREADS``; ``OMP_DYNAMIC`` and ``MKL_DYNAMIC`` off).
+
+torch reads these when it runs its first operation, numpy's OpenBLAS when numpy is imported, so
+:func:`configure_cpu` must come first, before ``import numpy`` and ``import torch`` (the
+training stages call it first thing, through ``stages/_common.py``). A run on a CPU without
+AVX2, or with another torch or numpy build, still differs.
+
+``python -m midlevel_emotion.determinism`` trains a tiny Joint model and prints the sha256 of
+its weights: the same digest on two machines means the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from typing import Any, Mapping, Sequence
+
+#: Kernel pins of the reproducible mode (environment variable -> value).
+PINNED_KERNELS: dict[str, str] = {
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_CBWR": "COMPATIBLE",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "OPENBLAS_CORETYPE": "Haswell",
+    "OMP_DYNAMIC": "FALSE",  # exactly the requested threads, never fewer
+    "MKL_DYNAMIC": "FALSE",
+    "CUDA_VISIBLE_DEVICES": "",  # a GPU computes other numbers again: train on the CPU
+}
+#: Intra-op threads of the reproducible mode (torch, MKL and numpy's OpenBLAS). Any fixed count
+#: gives the same numbers on every machine; 2 suits the embedded default's 2-core target. On a
+#: 2-core AVX-512 CPU a training step took 1.4-2.1 times as long as with torch's defaults with
+#: 2 threads, 2.9-3.1 times with 1. A one-core machine runs the 2 threads in turn (same numbers).
+REPRODUCIBLE_THREADS = 2
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def configure_cpu(reproducible: bool, threads: int | None = None) -> dict[str, str]:
+    """Pin torch's CPU kernels and thread count (reproducible mode), or leave them to torch.
+
+    Call before torch runs its first operation, best before ``import torch``: the kernel choice
+    is read from the environment then and cannot change afterwards.
+
+    Parameters
+    ----------
+    reproducible : bool
+        True: set :data:`PINNED_KERNELS` and the thread count in ``os.environ`` (overriding any
+        values already there), so the run's numbers are identical on every x86-64 CPU with AVX2.
+        False: change nothing but the thread count, if ``threads`` is given.
+    threads : int or None
+        Intra-op threads. None: :data:`REPRODUCIBLE_THREADS` in reproducible mode, torch's
+        default (one per core) otherwise.
+
+    Returns
+    -------
+    dict of str
+        The environment variables that were set.
+
+    Raises
+    ------
+    RuntimeError
+        In reproducible mode, when torch has already chosen AVX-512 kernels (it ran an
+        operation before this call).
+    """
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    settings = dict(PINNED_KERNELS) if reproducible else {}
+    if reproducible and threads is None:
+        threads = REPRODUCIBLE_THREADS
+    if threads is not None:
+        settings.update({name: str(threads) for name in _THREAD_VARIABLES})
+    os.environ.update(settings)
+    if "torch" in sys.modules:  # imported already: the thread count can still change
+        _apply_to_loaded_torch(reproducible, threads)
+    return settings
+
+
+def _apply_to_loaded_torch(reproducible: bool, threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    # The first call reads ATEN_CPU_CAPABILITY; a later one returns what an earlier op chose.
+    if reproducible and torch.backends.cpu.get_cpu_capability() not in ("AVX2", "DEFAULT"):
+        raise RuntimeError("configure_cpu(reproducible=True) came too late: torch already ran an "
+                           "operation with AVX-512 kernels; call it before the first torch operation")
+
+
+def state_digest(state: Mapping[str, Any]) -> str:
+    """sha256 of a state dict's names, dtypes, shapes and raw bytes (bitwise identity)."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        array = state[name].detach().cpu().contiguous().numpy()
+        digest.update(f"{name}|{array.dtype}|{array.shape}|".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def probe(*, epochs: int = 1, clips: int = 16, crop_seconds: float = 3.0, seed: int = 0) -> dict[str, Any]:
+    """Train a Joint model on random clips with :func:`training.train`; fingerprint its weights.
+
+    Every step the real training does runs here (Adam steps, BatchNorm re-estimation, windowed
+    validation), on ``clips`` random 15 s spectrograms (three quarters for training).
+
+    Returns
+    -------
+    dict
+        ``sha256`` of the final state dict, ``state`` (the state dict), ``cpu_capability``
+        (ATen's kernel set) and ``threads`` (torch's intra-op threads).
+    """
+    import numpy as np
+    import torch
+
+    from .constants import N_BINS
+    from .corpus import EMOTIONS, MIDLEVEL_FEATURES
+    from .training import ClipSet, TrainConfig, train
+
+    rng = np.random.default_rng(seed)  # the data does not depend on torch's random stream
+    frames, n_targets = 469, len(MIDLEVEL_FEATURES) + len(EMOTIONS)  # 15 s at 31.25 fps
+    spectrograms = [rng.standard_normal((frames, N_BINS)).astype(np.float32) for _ in range(clips)]
+    targets = rng.standard_normal((clips, n_targets))
+    n_train = clips * 3 // 4
+    train_set = ClipSet([f"t{i}" for i in range(n_train)], spectrograms[:n_train], targets[:n_train])
+    validation_set = ClipSet([f"v{i}" for i in range(clips - n_train)], spectrograms[n_train:],
+                             targets[n_train:])
+    # Every value spelled out: the probe is a fixed fingerprint, independent of params.yaml.
+    config = TrainConfig(crop_seconds=crop_seconds, fps=31.25, batch_size=8, learning_rate=0.0005,
+                         max_epochs=epochs, patience=epochs, eval_hop_seconds=6.0, midlevel_loss_weight=1.0,
+                         last_kernel_size=3, dropout=0.3, precise_bn=True, precise_bn_clips=min(8, n_train),
+                         output_init="train_mean", recenter_output_bias=False)
+    result = train("joint", train_set, validation_set, mean=0.0, std=1.0, config=config, seed=seed,
+                   device=torch.device("cpu"), progress=False)
+    state = result.model.state_dict()
+    return {"sha256": state_digest(state), "state": state, "threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m midlevel_emotion.determinism``: print the probe's digest as JSON."""
+    parser = argparse.ArgumentParser(description="Fingerprint a short CPU training run: the same "
+                                     "sha256 on two machines means the same numbers.")
+    parser.add_argument("--reproducible", action=argparse.BooleanOptionalAction, default=True,
+                        help="pin the CPU kernels and threads first (default: on)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--clips", type=int, default=16)
+    parser.add_argument("--crop-seconds", type=float, default=3.0)
+    parser.add_argument("--save", default=None, help="write the final weights here (.npz)")
+    args = parser.parse_args(argv)
+    configure_cpu(args.reproducible, args.threads)  # before probe() imports torch
+    result = probe(epochs=args.epochs, clips=args.clips, crop_seconds=args.crop_seconds)
+    state = result.pop("state")
+    if args.save:
+        import io
+
+        import numpy as np
+
+        from .fileio import write_bytes
+
+        buffer = io.BytesIO()
+        np.savez(buffer, **{name: value.numpy() for name, value in state.items()})
+        write_bytes(args.save, buffer.getvalue())
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
