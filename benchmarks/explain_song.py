@@ -69,7 +69,8 @@ def bench_checkpoint(requested: str | None, workdir: Path) -> tuple[Path, str]:
     from midlevel_emotion.constants import SpectrogramSettings
     from midlevel_emotion.models import build_model
     from midlevel_emotion.params import load_params
-    from midlevel_emotion.training import TrainConfig, save_checkpoint
+    from midlevel_emotion.checkpoints import save_checkpoint
+    from midlevel_emotion.training import TrainConfig
 
     path = workdir / "joint_untrained.pt"
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")

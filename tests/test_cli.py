@@ -18,7 +18,8 @@ from midlevel_emotion import __version__, cli, cli_output
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.constants import SpectrogramSettings
 from midlevel_emotion.models import build_model
-from midlevel_emotion.training import ClipSet, save_checkpoint, train
+from midlevel_emotion.checkpoints import save_checkpoint
+from midlevel_emotion.training import ClipSet, train
 from configs import train_config
 
 SR = 44100
@@ -653,14 +654,14 @@ def test_real_sigint_in_a_batch_process(checkpoints, audio, tmp_path):
 
 def test_interrupt_in_every_command_is_130_and_one_line(capsys, checkpoints, audio, tmp_path, monkeypatch):
     import midlevel_emotion.explanation as explanation
-    import midlevel_emotion.training as training
+    import midlevel_emotion.checkpoints as checkpoints_module
     from midlevel_emotion import fileio
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
     cases = [
-        (training, "load_checkpoint", ["info", checkpoints["joint"]]),
+        (checkpoints_module, "load_checkpoint", ["info", checkpoints["joint"]]),
         (explanation, "explain", ["compare", audio["clip3"], audio["song_wav"], "-c", checkpoints["joint"]]),
         (explanation, "explain", ["explain", audio["clip3"], "--json", "-c", checkpoints["joint"]]),
         (fileio.os, "replace", ["explain", audio["clip3"], "--plot", tmp_path / "chart.png", "-c", checkpoints["joint"]]),

@@ -136,7 +136,7 @@ def save_joint(path, weight, seed, ids):
 
     from midlevel_emotion.models import build_model
     from configs import train_config
-    from midlevel_emotion.training import save_checkpoint
+    from midlevel_emotion.checkpoints import save_checkpoint
 
     model = build_model("joint")
     with torch.no_grad():

@@ -20,7 +20,8 @@ from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.constants import SpectrogramSettings
 from midlevel_emotion.store import write_spectrogram_store
 from midlevel_emotion.models import build_model
-from midlevel_emotion.training import CheckpointError, ClipSet, load_checkpoint, predict, save_checkpoint, train
+from midlevel_emotion.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from midlevel_emotion.training import ClipSet, predict, train
 from configs import train_config
 
 CONFIG = train_config(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=1, patience=5, batch_size=4)

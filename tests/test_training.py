@@ -6,8 +6,9 @@ import torch
 
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES, artist_disjoint_split, holdout, random_split
 from midlevel_emotion.scores import fit_linear, pearson
-from midlevel_emotion.training import (CheckpointError, ClipSet, crop, load_checkpoint, predict,
-                                       init_output_layers, recalibrate_batchnorm, recenter_output_bias, save_checkpoint, train, window_starts)
+from midlevel_emotion.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from midlevel_emotion.training import (ClipSet, crop, predict, init_output_layers, recalibrate_batchnorm,
+                                       recenter_output_bias, train, window_starts)
 
 from configs import train_config
 
@@ -233,7 +234,8 @@ import json
 import yaml
 
 from midlevel_emotion.params import ParamsError, load_params
-from midlevel_emotion.training import TRAIN_KEYS, TrainConfig, params_hash
+from midlevel_emotion.checkpoints import params_hash
+from midlevel_emotion.training import TRAIN_KEYS, TrainConfig
 
 from configs import PARAMS
 

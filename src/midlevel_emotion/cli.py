@@ -124,7 +124,7 @@ def _same_file(a: Path, b: Path) -> bool:
 def _load_model(path: Path) -> tuple[Any, dict]:
     """The model and its metadata; CheckpointError -> exit 2 (missing or incompatible)."""
     from .explanation import load_model
-    from .training import CheckpointError
+    from .checkpoints import CheckpointError
 
     try:
         return load_model(path)
@@ -166,7 +166,7 @@ def _explain_one(path: Path, model: tuple[Any, dict], hop: float | None, debug: 
     """Explain one file; AudioError and CheckpointError (non-finite output) -> exit 2, others -> exit 1."""
     from .audio import AudioError
     from .explanation import explain
-    from .training import CheckpointError
+    from .checkpoints import CheckpointError
 
     try:
         with _native_stderr(debug):
@@ -309,7 +309,7 @@ def _explain_files(files: list[Path], model: tuple[Any, dict],
 
     from .audio import AudioError
     from .explanation import explain
-    from .training import CheckpointError
+    from .checkpoints import CheckpointError
 
     features, emotions = show.names()
     rows: list[dict[str, Any]] = []
@@ -430,7 +430,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .models import count_parameters
-    from .training import CheckpointError, load_checkpoint
+    from .checkpoints import CheckpointError, load_checkpoint
 
     raw = args.checkpoint_path if args.checkpoint_path is not None else args.checkpoint
     path = Path(raw) if raw is not None else _checkpoint_path(args)

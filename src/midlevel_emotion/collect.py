@@ -254,7 +254,7 @@ def learned_weights(models_dir: Path, seeds: list[int], not_run: Mapping[str, st
     ``emotion_layer.weight`` of ``joint/joint_seed_<s>.pt``. A model that did not run, or
     whose files are missing, maps to a reason string instead.
     """
-    from .training import load_checkpoint  # late: torch only where checkpoints are read
+    from .checkpoints import load_checkpoint  # late: torch only where checkpoints are read
 
     models_dir = Path(models_dir)
     linear_path = models_dir / "mid2e" / "linear.json"

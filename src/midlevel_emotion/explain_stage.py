@@ -25,7 +25,8 @@ from .explanation import effects, emotion_layer, load_model
 from .store import SpectrogramStore
 from .fileio import write_text
 from .pairs import PAIR_RULES, correlation_matrix, scaled_distances, select_pair, song_pair_frame, song_pair_markdown
-from .training import CheckpointError, predict
+from .checkpoints import CheckpointError
+from .training import predict
 
 #: Everything the stage writes (relative to --plots / --reports); all always exist after a run.
 PLOT_OUTPUTS = ("effects.png", "effects.csv", "correlation_heatmap.png", "correlation.csv", "joint_weights.png",

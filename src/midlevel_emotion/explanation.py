@@ -37,7 +37,8 @@ from . import constants
 from .constants import EMOTIONS, MIDLEVEL_FEATURES
 from .constants import SpectrogramSettings
 from .features import log_filtered_spectrogram
-from .training import CheckpointError, crop, load_checkpoint, window_starts
+from .checkpoints import CheckpointError, load_checkpoint
+from .training import crop, window_starts
 
 #: The checkpoint :func:`explain` uses by default: the Joint model of the pipeline's first run
 #: (``runs.seeds[0] = 0`` in params.yaml). Relative, so it resolves against the current
@@ -192,7 +193,7 @@ def _jsonable(value: Any) -> Any:
 def load_model(checkpoint: Path | str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
     """Load an explainable checkpoint (Joint or A2Mid2E).
 
-    Wraps :func:`midlevel_emotion.training.load_checkpoint` and adds ``meta["path"]``.
+    Wraps :func:`midlevel_emotion.checkpoints.load_checkpoint` and adds ``meta["path"]``.
 
     Raises
     ------

@@ -29,7 +29,8 @@ from .scores import fit_linear
 from .store import SpectrogramStore
 from .params import section
 from . import results
-from .training import ClipSet, TrainConfig, load_checkpoint, params_hash, predict, save_checkpoint, train
+from .checkpoints import load_checkpoint, params_hash, save_checkpoint
+from .training import ClipSet, TrainConfig, predict, train
 
 NOT_RUN_FILE = results.NOT_RUN_FILE
 
