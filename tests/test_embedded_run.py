@@ -32,7 +32,7 @@ def test_committed_metrics_are_the_locked_outputs():
                 digest = hashlib.md5((ROOT / out["path"]).read_bytes()).hexdigest()
                 assert digest == out["md5"], f"{out['path']} differs from what dvc.lock records"
                 checked += 1
-    assert checked == 5  # a2mid, mid2e, a2e, joint, evaluate
+    assert checked == 6  # a2mid, mid2e, a2e, joint, evaluate, headline
 
 
 def scores():
@@ -52,10 +52,10 @@ def per_run_r(model: str, group: str) -> np.ndarray:
 
 
 @pytest.mark.parametrize("model,group,minimum", [
-    ("a2e", "emotions", 0.5),        # measured 0.69 (runs 0.63, 0.70, 0.74)
-    ("joint", "emotions", 0.5),      # measured 0.71 (0.63, 0.74, 0.78)
-    ("joint", "midlevel", 0.3),      # measured 0.48 (0.45, 0.47, 0.52)
-    ("a2mid2e", "emotions", 0.55),   # measured 0.72 (0.64, 0.74, 0.77)
+    ("a2e", "emotions", 0.5),        # measured 0.69 (runs 0.60, 0.73, 0.73)
+    ("joint", "emotions", 0.5),      # measured 0.71 (0.63, 0.73, 0.78)
+    ("joint", "midlevel", 0.3),      # measured 0.48 (0.45, 0.45, 0.54)
+    ("a2mid2e", "emotions", 0.55),   # measured 0.72 (0.64, 0.75, 0.76)
     ("mid2e", "emotions", 0.9),      # measured 0.97
 ])
 def test_every_run_correlates_clearly(model, group, minimum):
@@ -64,7 +64,7 @@ def test_every_run_correlates_clearly(model, group, minimum):
     assert (r > minimum - 0.2).all()
 
 
-@pytest.mark.parametrize("model,minimum", [("a2mid_plus", 0.45), ("a2mid", 0.3)])  # measured 0.62, 0.45
+@pytest.mark.parametrize("model,minimum", [("a2mid_plus", 0.45), ("a2mid", 0.3)])  # measured 0.61, 0.43
 def test_a2mid_models_correlate_clearly(model, minimum):
     assert metrics("a2mid")[model]["seed_0"]["midlevel"]["mean"] > minimum
 
@@ -72,10 +72,10 @@ def test_a2mid_models_correlate_clearly(model, minimum):
 # (model, targets) -> (largest mean MSE ratio, fewest runs better than the baseline)
 MSE_MARGINS = {
     ("mid2e", "emotions"): (0.15, 3),       # measured 0.07, 3 of 3
-    ("a2mid2e", "emotions"): (0.65, 3),     # measured 0.48, 3 of 3
-    ("a2e", "emotions"): (0.9, 3),          # measured 0.77 (0.81, 0.88, 0.62)
-    ("joint", "emotions"): (0.85, 2),       # measured 0.69 (1.04, 0.51, 0.53): run 0 is 4 % worse
-    ("joint", "midlevel"): (0.9, 3),        # measured 0.77 (0.86, 0.72, 0.73)
+    ("a2mid2e", "emotions"): (0.65, 3),     # measured 0.47, 3 of 3
+    ("a2e", "emotions"): (0.9, 3),          # measured 0.73 (0.90, 0.63, 0.65)
+    ("joint", "emotions"): (0.85, 2),       # measured 0.71 (1.07, 0.52, 0.55): run 0 is 7 % worse
+    ("joint", "midlevel"): (0.9, 3),        # measured 0.79 (0.89, 0.75, 0.73)
     ("a2mid_plus", "midlevel"): (0.75, 1),  # measured 0.58, one model
     ("a2mid", "midlevel"): (0.95, 1),       # measured 0.88, one model
 }

@@ -236,15 +236,9 @@ def _sparse_filterbank_t(
     return scipy.sparse.csr_array(filterbank.T)
 
 
-def log_filtered_spectrogram(
-    signal: np.ndarray,
-    sample_rate: int = SAMPLE_RATE,
-    frame_size: int = FRAME_SIZE,
-    fps: float = FPS,
-    bands_per_octave: int = BANDS_PER_OCTAVE,
-    fmin: float = FMIN,
-    fmax: float = FMAX,
-) -> np.ndarray:
+def log_filtered_spectrogram(signal: np.ndarray, sample_rate: int = SAMPLE_RATE, frame_size: int = FRAME_SIZE,
+                             fps: float = FPS, bands_per_octave: int = BANDS_PER_OCTAVE, fmin: float = FMIN,
+                             fmax: float = FMAX) -> np.ndarray:
     """Logarithmically filtered log-magnitude spectrogram (paper Section 5).
 
     Parameters
