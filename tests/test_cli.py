@@ -644,9 +644,12 @@ sys.exit(cli.main(sys.argv[1:]))
 
 
 def test_real_sigint_in_a_batch_process(checkpoints, audio, tmp_path):
+    from test_stages import ctrl_c_as_in_a_terminal
+
     done = subprocess.run([sys.executable, "-c", SIGINT_ON_SECOND_FILE, "explain", str(audio["good_dir"]),
                            str(audio["clip3"]), "--csv", str(tmp_path / "out.csv"), "-c", str(checkpoints["joint"]),
-                           "--no-progress"], capture_output=True, text=True, timeout=300)
+                           "--no-progress"], capture_output=True, text=True, timeout=300,
+                          preexec_fn=ctrl_c_as_in_a_terminal)
     assert done.returncode == 130 and done.stdout == ""
     assert done.stderr.splitlines() == ["midlevel-emotion: interrupted"]
     assert list(tmp_path.iterdir()) == []

@@ -46,7 +46,7 @@ def test_push_clone_pull_then_nothing_to_recompute_and_the_model_as_an_artifact(
     assert (repo / "verdict.md").read_text().startswith("### Embedded synthetic corpus")
     assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["learning_rate"] == 0.001
     assert any(remote.rglob("*")), "dvc push stored nothing"
-    assert "up to date" in dvc("status", "--cloud", cwd=repo).stdout.lower()
+    assert "in sync" in dvc("status", "--cloud", cwd=repo).stdout  # "Cache and remote 'storage' are in sync."
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "tiny run"], repo)
     sh(["git", "tag", "-a", "joint-model@v0.0.1", "-m", "Registering artifact joint-model version v0.0.1"], repo)

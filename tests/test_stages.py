@@ -122,6 +122,13 @@ def test_resample_fails_too_many_short_clips_in_one_line_per_file(tmp_path):
         f"resample.max_failed_fraction); reasons per file in {tmp_path / 'out' / 'report.json'}"]
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """A process started in the background by a non-interactive shell inherits SIGINT ignored
+    (POSIX), and Python then never raises KeyboardInterrupt; a terminal's Ctrl-C reaches a
+    process whose SIGINT is at its default. Restore that in the child before it starts."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_half_written(tmp_path):
     audio_dir = tmp_path / "raw" / "soundtracks" / "audio"
     audio_dir.mkdir(parents=True)
@@ -132,7 +139,7 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_half_written(tmp_path
     process = subprocess.Popen([sys.executable, str(STAGES / "resample.py"), "--raw", str(tmp_path / "raw"),
                                 "--out", str(tmp_path / "out"), "--params", str(params)],
                                cwd=tmp_path, env=environment(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_as_in_a_terminal)
     deadline = time.monotonic() + 300
     while not list(tmp_path.glob(".out.*/soundtracks/*.npy")):  # it is resampling
         assert process.poll() is None and time.monotonic() < deadline, process.communicate()
