@@ -220,7 +220,9 @@ def generate_corpus(raw_dir: Path, *, seed: int = 2019, n_clips: int = 200, n_so
                          rating_noise=rating_noise, duration_seconds=duration_seconds)
     mid_audio, st_audio = _prepare_folders(raw_dir, labels, n_soundtracks)
     tasks = _render_tasks(labels, mid_audio, st_audio, sample_rate)
-    done = map_tasks(_render_task, tasks, jobs=jobs, desc="synthetic corpus", unit="clip", progress=progress)
+    # Small chunks: a clip takes ~0.3 s, so the two workers finish together and the bar moves.
+    done = map_tasks(_render_task, tasks, jobs=jobs, desc="synthetic corpus", unit="clip", progress=progress,
+                     max_chunk=4)
     _write_labels(raw_dir, labels, n_soundtracks=n_soundtracks, duration_seconds=duration_seconds,
                   sample_rate=sample_rate)
     return {
