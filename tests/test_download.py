@@ -14,7 +14,6 @@ import http.server
 import io
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -850,55 +849,6 @@ def test_local_folder_params_none_and_tilde(tmp_path):
     with pytest.raises(ValueError, match="both unset"):
         dl.prepare_raw("local", tmp_path / "raw", _local_params(tmp_path, None, "none"),
                        progress=False)
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live process below ``pid`` (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    found, todo = set(), [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
-def test_pool_workers_die_when_the_stage_process_is_killed(tmp_path):
-    code = ("import time\nfrom midlevel_emotion.parallel import map_tasks\n"
-            "map_tasks(time.sleep, [20, 20], jobs=2, progress=False)\n")
-    parent = subprocess.Popen([sys.executable, "-c", code])
-    try:
-        deadline = time.monotonic() + 20
-        while len(_descendants(parent.pid)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.1)  # the fork server and two workers
-        workers = _descendants(parent.pid)
-        assert len(workers) >= 3, "the pool did not start"
-    finally:
-        parent.kill()  # SIGKILL: no clean-up code of the parent runs
-        parent.wait()
-    deadline = time.monotonic() + 10
-    alive = workers
-    while alive and time.monotonic() < deadline:
-        alive = {pid for pid in alive if _is_running(pid)}
-        time.sleep(0.1)
-    for pid in alive:  # do not leave them behind for the rest of the session
-        os.kill(pid, signal.SIGKILL)
-    assert not alive, f"workers {sorted(alive)} outlived their killed parent"
-
-
-def _is_running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 @pytest.mark.slow  # ~25 s: real DVC in a throwaway git repository
