@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .constants import EMOTIONS, MIDLEVEL_FEATURES, hop_frames, window_frames
+from . import precision as amp
 from .models import build_model
 from .params import section
 from .scores import fit_linear, pearson
@@ -34,7 +35,7 @@ from .scores import fit_linear, pearson
 #: The ``train`` params that become :class:`TrainConfig` fields of the same name.
 TRAIN_KEYS = ("crop_seconds", "batch_size", "learning_rate", "max_epochs", "patience", "eval_hop_seconds",
               "last_kernel_size", "dropout", "precise_bn", "precise_bn_clips", "output_init",
-              "recenter_output_bias")
+              "recenter_output_bias", "precision")
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,12 @@ class TrainConfig:
     precise_bn_clips: int  # training clips (one crop each) those statistics are estimated from
     output_init: str  # "kaiming" (the paper) or "train_mean" (see init_output_layers)
     recenter_output_bias: bool  # shift the kept model's output biases onto the train targets' mean
+    precision: str  # "fp32", "bf16" or "fp16" (midlevel_emotion.precision)
 
     def __post_init__(self) -> None:
         if self.precise_bn_clips < 1:
             raise ValueError(f"precise_bn_clips must be at least 1, got {self.precise_bn_clips}")
+        amp.validate(self.precision)
 
     @classmethod
     def from_params(cls, params: dict[str, Any], kind: str) -> "TrainConfig":
@@ -145,6 +148,35 @@ def _normalise(batch: np.ndarray, mean: float, std: float) -> torch.Tensor:
     return torch.from_numpy(((batch - mean) / std).astype(np.float32)).unsqueeze(1)
 
 
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``; to a GPU from pinned memory and without waiting for the copy,
+    so the host goes on preparing the next batch while the GPU computes."""
+    if device.type == "cuda":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
+def training_batches(train_set: ClipSet, order: np.ndarray, rng: np.random.Generator, *, crop_frames: int,
+                     batch_size: int, mean: float, std: float,
+                     device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch's batches: a random crop of each clip, in ``order``, standardised, on ``device``.
+
+    A last batch of one clip is skipped (BatchNorm cannot train on a single example). Crops are
+    drawn from ``rng`` batch by batch, so the crops depend only on the seed. On a GPU the steps
+    run asynchronously: while one runs, the host crops and sends the next batch (see
+    :func:`_to_device`), so loading never waits for compute nor compute for loading.
+    """
+    for b in range(0, len(order), batch_size):
+        index = order[b:b + batch_size]
+        if len(index) < 2:
+            continue
+        batch = np.stack([crop(train_set.spectrograms[i], crop_frames,
+                               int(rng.integers(0, max(1, train_set.spectrograms[i].shape[0] - crop_frames + 1))))
+                          for i in index])
+        targets = torch.from_numpy(train_set.targets[index].astype(np.float32))
+        yield _to_device(_normalise(batch, mean, std), device), _to_device(targets, device)
+
+
 def _outputs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """All outputs as one tensor (Joint/A2Mid2E: mid-level then emotions)."""
     out = model(x)
@@ -153,8 +185,9 @@ def _outputs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def predict(model: torch.nn.Module, spectrograms: list[np.ndarray], *, mean: float, std: float,
             crop_frames: int, hop_frames: int, batch_size: int = 32,
-            device: str | torch.device = "cpu") -> np.ndarray:
-    """Predict each clip as the mean of its windows' predictions.
+            device: str | torch.device = "cpu", precision: str = "fp32") -> np.ndarray:
+    """Predict each clip as the mean of its windows' predictions (``precision``: autocast, see
+    :mod:`midlevel_emotion.precision`).
 
     Returns
     -------
@@ -166,14 +199,15 @@ def predict(model: torch.nn.Module, spectrograms: list[np.ndarray], *, mean: flo
     for i, spec in enumerate(spectrograms):
         for start in window_starts(spec.shape[0], crop_frames, hop_frames):
             windows.append((i, int(start)))
-    results: list[np.ndarray] = []
-    with torch.no_grad():
+    results: list[torch.Tensor] = []
+    device = torch.device(device)
+    with torch.no_grad(), amp.autocast(precision, device):
         for b in range(0, len(windows), batch_size):
             chunk = windows[b:b + batch_size]
             batch = np.stack([crop(spectrograms[i], crop_frames, s) for i, s in chunk])
-            results.append(_outputs(model, _normalise(batch, mean, std).to(device)).cpu().numpy())
+            results.append(_outputs(model, _to_device(_normalise(batch, mean, std), device)).float())
             owner.extend(i for i, _ in chunk)
-    flat = np.concatenate(results)
+    flat = torch.cat(results).cpu().numpy()  # one copy back, after the last batch (no per-batch sync)
     owner_arr = np.asarray(owner)
     return np.stack([flat[owner_arr == i].mean(axis=0) for i in range(len(spectrograms))])
 
@@ -184,12 +218,12 @@ def _centre_crop_batches(spectrograms: list[np.ndarray], crop_frames: int, *, me
     for b in range(0, len(spectrograms), batch_size):
         batch = np.stack([crop(spec, crop_frames, max(0, (spec.shape[0] - crop_frames) // 2))
                           for spec in spectrograms[b:b + batch_size]])
-        yield _normalise(batch, mean, std).to(device)
+        yield _to_device(_normalise(batch, mean, std), torch.device(device))
 
 
 def recalibrate_batchnorm(model: torch.nn.Module, spectrograms: list[np.ndarray], *, mean: float, std: float,
                           crop_frames: int, batch_size: int = 32,
-                          device: str | torch.device = "cpu") -> None:
+                          device: str | torch.device = "cpu", precision: str = "fp32") -> None:
     """Re-estimate every BatchNorm layer's running mean and variance as the model is used.
 
     During training the running statistics are exponential averages over batches of 8 taken
@@ -206,6 +240,8 @@ def recalibrate_batchnorm(model: torch.nn.Module, spectrograms: list[np.ndarray]
         Training clips, (frames, 149) each; one crop from the middle of each is used.
     crop_frames : int
         Crop length the model trains on.
+    precision : str
+        Autocast precision of the forward passes (:mod:`midlevel_emotion.precision`).
     """
     if not spectrograms:
         raise ValueError("recalibrate_batchnorm needs at least one clip")
@@ -219,7 +255,7 @@ def recalibrate_batchnorm(model: torch.nn.Module, spectrograms: list[np.ndarray]
     model.eval()
     for m in norms:
         m.train()  # only the BatchNorm layers collect statistics; dropout stays off
-    with torch.no_grad():
+    with torch.no_grad(), amp.autocast(precision, torch.device(device)):
         for x in _centre_crop_batches(spectrograms, crop_frames, mean=mean, std=std, batch_size=batch_size,
                                       device=device):
             model(x)
@@ -335,7 +371,7 @@ def _inference_model(model: torch.nn.Module, train_set: ClipSet, config: TrainCo
     index = np.unique(np.linspace(0, n - 1, min(n, config.precise_bn_clips)).round().astype(int))
     copied = copy.deepcopy(model)
     recalibrate_batchnorm(copied, [train_set.spectrograms[i] for i in index], mean=mean, std=std,
-                          crop_frames=config.crop_frames, device=device)
+                          crop_frames=config.crop_frames, device=device, precision=config.precision)
     return copied
 
 
@@ -389,6 +425,9 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
         Spectrogram standardisation (dataset-wide scalars).
     seed : int
         Seeds the weights, the crops and the batch order.
+    config : TrainConfig
+        ``config.precision`` autocasts the training steps and the validation scoring; the
+        kept model is fp32 (:mod:`midlevel_emotion.precision`).
     on_epoch : callable, optional
         Called after each epoch with its history row (``epoch``, ``train_loss``, ``val_loss``,
         ``val_mean_r``), e.g. to log training curves while training runs.
@@ -399,6 +438,7 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
     init_output_layers(model, train_set, config.output_init, mean=mean, std=std,
                        crop_frames=config.crop_frames, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    scaler = amp.grad_scaler(config.precision, device)
     rng = np.random.default_rng(seed)
     n_frames = config.crop_frames
     best_r, best_epoch, best_state = -np.inf, 0, copy.deepcopy(model.state_dict())
@@ -408,27 +448,24 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
         model.train()
         order = rng.permutation(len(train_set.ids))
         losses = []
-        for b in range(0, len(order), config.batch_size):
-            index = order[b:b + config.batch_size]
-            if len(index) < 2:  # BatchNorm cannot train on a single example
-                continue
-            batch = np.stack([crop(train_set.spectrograms[i], n_frames,
-                                   int(rng.integers(0, max(1, train_set.spectrograms[i].shape[0] - n_frames + 1))))
-                              for i in index])
-            x = _normalise(batch, mean, std).to(device)
-            y = torch.from_numpy(train_set.targets[index].astype(np.float32)).to(device)
+        for x, y in training_batches(train_set, order, rng, crop_frames=n_frames, batch_size=config.batch_size,
+                                     mean=mean, std=std, device=device):
             optimizer.zero_grad()
-            loss = _loss(kind, _outputs(model, x), y, config)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            with amp.autocast(config.precision, device):
+                prediction = _outputs(model, x)
+            loss = _loss(kind, prediction.float(), y, config)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(loss.detach())  # no .item() here: on a GPU it would wait for every step
+        # float64 mean of the float32 losses: the same number per-step .item() calls gave
+        train_loss = float(np.mean(torch.stack(losses).cpu().numpy().astype(np.float64))) if losses else float("nan")
         scored = _inference_model(model, train_set, config, mean=mean, std=std, device=device)
         val_pred = predict(scored, validation_set.spectrograms, mean=mean, std=std, crop_frames=n_frames,
-                           hop_frames=config.hop_frames, device=device)
+                           hop_frames=config.hop_frames, device=device, precision=config.precision)
         val_r = _mean_r(validation_set.targets, val_pred)
         val_loss = float(np.mean((val_pred - validation_set.targets) ** 2))
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
-                        "val_mean_r": val_r})
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_mean_r": val_r})
         if on_epoch is not None:
             on_epoch(dict(history[-1]))
         if val_r > best_r:
