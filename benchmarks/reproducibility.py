@@ -2,7 +2,7 @@
 
     python benchmarks/reproducibility.py [--clips 8] [--steps 6] [--rounds 2]
 
-Part 1 trains the same seeded Joint model (``determinism.probe``: one epoch of
+Part 1 trains the same seeded Joint model (``fingerprint.probe``: one epoch of
 ``training.train`` on random clips, so a batch of 8 and a smaller last batch) in a fresh
 subprocess per setting, because the kernel choice is fixed at torch's first operation. Each
 setting changes one knob an other machine would change: the ISA of ATen's kernels
@@ -66,7 +66,7 @@ def _worker(spec: dict) -> dict:
 
     torch.backends.mkldnn.enabled = spec.get("mkldnn", True)
     if spec["task"] == "probe":
-        from midlevel_emotion.determinism import probe
+        from midlevel_emotion.fingerprint import probe
 
         result = probe(clips=spec["clips"])
         torch.save(result.pop("state"), spec["save"])

@@ -1,6 +1,6 @@
 """The reproducible mode gives bit-identical weights whatever the thread count and kernel set.
 
-Each run is a fresh subprocess (``python -m midlevel_emotion.determinism``: one epoch of
+Each run is a fresh subprocess (``python -m midlevel_emotion.fingerprint``: one epoch of
 ``training.train`` on random clips, batches of 8 and 4), since torch fixes its kernels at its
 first operation. "Machine A" is this CPU as torch sees it by default (AVX-512 kernels where the
 CPU has them, 2 threads); "machine B" is an AVX2-only CPU with one core, as far as environment
@@ -32,7 +32,7 @@ def _env(machine: dict[str, str]) -> dict[str, str]:
 
 def _probe(machine: dict[str, str], reproducible: bool) -> subprocess.Popen:
     flag = "--reproducible" if reproducible else "--no-reproducible"
-    return subprocess.Popen([sys.executable, "-m", "midlevel_emotion.determinism", flag, "--crop-seconds", "1.0"],
+    return subprocess.Popen([sys.executable, "-m", "midlevel_emotion.fingerprint", flag, "--crop-seconds", "1.0"],
                             env=_env(machine), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

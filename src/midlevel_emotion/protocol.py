@@ -15,6 +15,7 @@ shared by all models of that run (:func:`run_split`), so comparisons are paired.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +31,8 @@ from .store import SpectrogramStore
 from .params import section
 from . import results
 from .checkpoints import load_checkpoint, params_hash, save_checkpoint
-from .training import ClipSet, TrainConfig, predict, train
+from .grid import GridSettings, RunResult, RunTask, run_grid
+from .training import TrainConfig, predict
 
 NOT_RUN_FILE = results.NOT_RUN_FILE
 
@@ -64,9 +66,6 @@ class Context:
 
     def spectrogram_meta(self, store: SpectrogramStore) -> dict[str, Any]:
         return {**store.stats, "mean": store.mean, "std": store.std}
-
-    def clip_set(self, store: SpectrogramStore, ids: list[str] | tuple[str, ...], targets: np.ndarray) -> ClipSet:
-        return ClipSet(list(ids), [store.clip(i) for i in ids], np.asarray(targets, dtype=np.float32))
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,35 +145,47 @@ def write_not_run(out_dir: Path, results_dir: Path, metrics_path: Path, stage: s
     return results.write_not_run(results_dir, metrics_path, stage, reason)
 
 
-def _train_and_test(ctx: Context, kind: str, store: SpectrogramStore, split_ids: tuple, targets: dict[str, np.ndarray],
-                    *, seed: int, name: str, model: str, models_dir: Path, curves: Live,
-                    config: TrainConfig, names: tuple[str, ...],
-                    song_ids: dict[str, str] | None = None) -> tuple[list[dict], list[dict]]:
-    """Train on ``split_ids = (train, validation, test)``, logging curves; save checkpoint; score test.
+def run_task_for(ctx: Context, kind: str, store: SpectrogramStore, split_ids: tuple, targets: dict[str, np.ndarray],
+                 *, seed: int, name: str, model: str, models_dir: Path, names: tuple[str, ...],
+                 song_ids: dict[str, str] | None = None) -> RunTask:
+    """The grid task that trains on ``split_ids = (train, validation, test)`` and scores the test clips.
 
-    Returns the run's records and split rows (:mod:`midlevel_emotion.results`); ``song_ids``
-    maps the store's clip ids to mid-level song ids (None: they are mid-level song ids).
+    ``name`` is the run (checkpoint ``<models_dir>/<name>.pt``, curve folder), ``model`` its
+    name in the results tables; ``song_ids`` maps the store's clip ids to mid-level song ids
+    (None: they are mid-level song ids).
     """
     train_ids, val_ids, test_ids = split_ids
-    result = train(kind, ctx.clip_set(store, train_ids, targets["train"]),
-                   ctx.clip_set(store, val_ids, targets["validation"]), mean=store.mean, std=store.std,
-                   config=config, seed=seed, description=name, progress=ctx.progress,
-                   on_epoch=log_epochs(curves, name))
-    prediction = None
-    if test_ids:
-        prediction = predict(result.model, [store.clip(i) for i in test_ids], mean=store.mean, std=store.std,
-                             crop_frames=config.crop_frames, hop_frames=config.hop_frames,
-                             device=next(result.model.parameters()).device)
-    split = {"train": train_ids, "validation": val_ids, "test": test_ids}
-    records = results.score_records(model, seed, names, split, y_train=targets["train"], y_test=targets["test"],
-                                    prediction=prediction, best_epoch=result.best_epoch,
-                                    epochs=len(result.history))
-    save_checkpoint(Path(models_dir) / f"{name}.pt", result.model, kind=kind, config=config,
-                    spectrogram=ctx.spectrogram_meta(store), corpus=ctx.corpus, seed=seed,
-                    params_digest=params_hash(ctx.params), test_pearson=results.test_pearson(records),
-                    extra={"best_epoch": result.best_epoch, "epochs": len(result.history),
-                           "test_ids": list(test_ids)})
-    return records, results.split_records(model, seed, split, song_ids)
+    return RunTask(kind=kind, name=name, model=model, seed=seed, store=store.directory,
+                   split={"train": tuple(train_ids), "validation": tuple(val_ids), "test": tuple(test_ids)},
+                   targets=targets, names=tuple(names), song_ids=song_ids, config=ctx.config(kind),
+                   checkpoint=Path(models_dir) / f"{name}.pt",
+                   checkpoint_meta={"spectrogram": ctx.spectrogram_meta(store), "corpus": ctx.corpus,
+                                    "params_digest": params_hash(ctx.params)})
+
+
+def train_runs(ctx: Context, stage: str, tasks: list[RunTask], plots_dir: Path) -> tuple[list[dict], list[dict]]:
+    """Train a stage's runs where ``grid`` says (:mod:`midlevel_emotion.grid`), logging their curves.
+
+    Returns the runs' records and split rows, concatenated in task order.
+    """
+    warning = check_precision(ctx)
+    if warning:
+        print(f"{stage}: warning: {warning}", file=sys.stderr, flush=True)
+    curves = training_curves(plots_dir)
+    outcomes: list[RunResult] = run_grid(tasks, GridSettings.from_params(ctx.params), desc=stage,
+                                         progress=ctx.progress, curves=lambda task: log_epochs(curves, task.name))
+    curves.end()
+    return ([row for outcome in outcomes for row in outcome.records],
+            [row for outcome in outcomes for row in outcome.splits])
+
+
+def check_precision(ctx: Context) -> str | None:
+    """``train.precision`` against the hardware (:func:`midlevel_emotion.precision.check`)."""
+    from .precision import check
+    from .training import default_device
+
+    return check(section(ctx.params, "train.precision"), default_device(),
+                 reproducible=bool(section(ctx.params, "train.reproducible")))
 
 
 # ---------------------------------------------------------------------------------------
@@ -190,26 +201,20 @@ def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path:
                              "A2Mid+, A2Mid and A2Mid2E need the Mid-level Perceptual Features dataset.",
                              plots_dir)
     p = ctx.params["train_a2mid"]
-    config = ctx.config("a2mid")
     features = list(MIDLEVEL_FEATURES)
     decisions: list[str] = list(labels.decisions)
     store = ctx.stores["midlevel"]
     ids = align(list(labels.midlevel.index), set(store.clip_ids), "mid-level", decisions)
     y = labels.midlevel
-    records: list[dict] = []
-    splits: list[dict] = []
-    curves = training_curves(plots_dir)
+    tasks: list[RunTask] = []
 
     def fit(name: str, train_ids: list[str], test_ids: list[str], seed: int, st: SpectrogramStore, ylab,
             song_ids: dict[str, str] | None = None) -> None:
         tr, va = holdout(train_ids, fraction=ctx.params["train"]["validation_fraction"], seed=seed)
         targets = {"train": ylab.loc[tr, features].to_numpy(), "validation": ylab.loc[va, features].to_numpy(),
                    "test": ylab.loc[test_ids, features].to_numpy() if test_ids else None}
-        run = _train_and_test(ctx, "a2mid", st, (tr, va, test_ids), targets, seed=seed, name=name, model=name,
-                              models_dir=models_dir, curves=curves, config=config,
-                              names=MIDLEVEL_FEATURES, song_ids=song_ids)
-        records.extend(run[0])
-        splits.extend(run[1])
+        tasks.append(run_task_for(ctx, "a2mid", st, (tr, va, test_ids), targets, seed=seed, name=name, model=name,
+                                  models_dir=models_dir, names=MIDLEVEL_FEATURES, song_ids=song_ids))
 
     # A2Mid+: all mid-level clips, Aljanaki's artist-disjoint test split
     train_ids, test_ids = artist_disjoint_split(labels.metadata, [i for i in ids if i in labels.metadata.index],
@@ -229,7 +234,7 @@ def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path:
     soundtrack_song_ids = set(labels.soundtracks_song_ids.values())
     non_st = [i for i in ids if i not in soundtrack_song_ids]
     fit("a2mid_for_a2mid2e", non_st, [], p["seed"], store, y)
-    curves.end()
+    records, splits = train_runs(ctx, "train_a2mid", tasks, plots_dir)
     write_text(models_dir / "data_decisions.txt", "".join(f"{d}\n" for d in decisions))
     return results.write_stage(results_dir, metrics_path, records, splits, {"excluded_clips": len(decisions)})
 
@@ -307,21 +312,16 @@ def train_emotion_runs(ctx: Context, kind: str, models_dir: Path, results_dir: P
         targets_all = np.hstack([labels.soundtracks_midlevel.loc[ids, list(MIDLEVEL_FEATURES)].to_numpy(),
                                  emotions.to_numpy()])
         names = MIDLEVEL_FEATURES + EMOTIONS
-        config = ctx.config(kind)
     else:
-        targets_all, names, config = emotions.to_numpy(), EMOTIONS, ctx.config(kind)
+        targets_all, names = emotions.to_numpy(), EMOTIONS
     row = {i: k for k, i in enumerate(ids)}
-    records: list[dict] = []
-    splits: list[dict] = []
-    curves = training_curves(plots_dir)
+    tasks: list[RunTask] = []
     for seed in ctx.seeds:
         split = run_split(ctx, seed, ids)
         targets = {part: targets_all[[row[i] for i in getattr(split, part)]]
                    for part in ("train", "validation", "test")}
-        run = _train_and_test(ctx, kind, store, (split.train, split.validation, split.test), targets,
-                              seed=seed, name=f"{kind}_seed_{seed}", model=kind, models_dir=models_dir,
-                              curves=curves, config=config, names=names, song_ids=labels.soundtracks_song_ids)
-        records.extend(run[0])
-        splits.extend(run[1])
-    curves.end()
+        tasks.append(run_task_for(ctx, kind, store, (split.train, split.validation, split.test), targets,
+                                  seed=seed, name=f"{kind}_seed_{seed}", model=kind, models_dir=models_dir,
+                                  names=names, song_ids=labels.soundtracks_song_ids))
+    records, splits = train_runs(ctx, f"train_{kind}", tasks, plots_dir)
     return results.write_stage(results_dir, metrics_path, records, splits, {"excluded_clips": len(decisions)})
