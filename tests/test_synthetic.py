@@ -555,3 +555,13 @@ def test_other_latents_barely_move_a_measure():
     dis = MIDLEVEL_FEATURES.index("dissonance")
     mino = MIDLEVEL_FEATURES.index("minorness")
     assert abs(flatness_at(mino, 0.9) - flatness_at(mino, 0.1)) < 0.25 * (flatness_at(dis, 0.9) - flatness_at(dis, 0.1))
+
+
+@pytest.mark.parametrize("n", [2, 3, 7, 8, 13, 100])
+def test_group_sizes_partition_n_and_merge_a_short_tail(n):
+    from midlevel_emotion.synthetic.labels import _group_sizes
+
+    for seed in range(20):
+        sizes = _group_sizes(np.random.default_rng(seed), n, 2, 6)
+        assert sum(sizes) == n, sizes  # a merged tail once went into the wrong group (or crashed)
+        assert all(size >= 2 for size in sizes), sizes

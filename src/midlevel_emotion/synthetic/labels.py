@@ -241,7 +241,8 @@ def _group_sizes(rng: np.random.Generator, n: int, low: int, high: int) -> list[
         sizes.append(size)
         left -= size
     if len(sizes) > 1 and sizes[-1] < low:  # merge a short tail into the previous group
-        sizes[-2] += sizes.pop()
+        tail = sizes.pop()  # first: `sizes[-2] += sizes.pop()` would index the list before the pop
+        sizes[-1] += tail
     return sizes
 
 
