@@ -1,0 +1,126 @@
+"""The training grid (midlevel_emotion.grid): where a stage's runs train does not change them.
+
+Each stage runs as DVC runs it, a subprocess of its script, on a tiny synthetic corpus made
+once by the first three stages. Runs trained at once in worker processes must be bit for bit
+the runs trained one after another (reproducible mode: every run keeps its 2 threads; torch's
+own mode: equal to a solo run with the same thread count).
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from midlevel_emotion.checkpoints import load_checkpoint
+from midlevel_emotion.fingerprint import state_digest
+from midlevel_emotion.grid import GridSettings, threads_per_run
+from midlevel_emotion.params import ParamsError
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {
+    "synthetic": {"n_clips": 24, "n_soundtracks": 16, "duration_seconds": 5.0, "jobs": 2},
+    "train": {"crop_seconds": 1.0, "eval_hop_seconds": 1.0, "max_epochs": 2, "patience": 2},
+    "runs": {"seeds": [0, 1, 2]},
+}
+
+
+def environment(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra,
+           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env.pop("MIDLEVEL_EMOTION_DEBUG", None)
+    return env
+
+
+def stage(name: str, *args, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, str(ROOT / "stages" / f"{name}.py"), *map(str, args)], cwd=cwd,
+                          env=environment(**env), capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{name} failed:\n{done.stderr[-3000:]}"
+    return done
+
+
+def write_params(path: Path, changes: dict) -> Path:
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, values in changes.items():
+        for key, value in values.items():
+            if isinstance(value, dict):
+                params[section][key].update(value)
+            else:
+                params[section][key] = value
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """data/raw and data/spectrograms of a tiny synthetic corpus, made by the pipeline's stages."""
+    root = tmp_path_factory.mktemp("grid")
+    params = write_params(root / "params.yaml", TINY)
+    stage("download", "--out", "data/raw", "--params", params, cwd=root)
+    stage("resample", "--raw", "data/raw", "--out", "data/resampled", "--params", params, cwd=root)
+    stage("spectrogram", "--resampled", "data/resampled", "--out", "data/spectrograms", "--params", params, cwd=root)
+    return root
+
+
+def train_a2e(corpus: Path, out: str, grid: dict, train: dict | None = None, **env: str) -> dict:
+    """Run the train_a2e stage into ``corpus/out``; return its checkpoints' digests, results and stderr."""
+    params = write_params(corpus / f"{out}.yaml", {**TINY, "train": {**TINY["train"], **(train or {})},
+                                                   "grid": grid})
+    done = stage("train_a2e", "--raw", "data/raw", "--spectrograms", "data/spectrograms", "--params", params,
+                 "--models", f"{out}/models", "--results", f"{out}/results", "--metrics", f"{out}/metrics.json",
+                 "--plots", f"{out}/plots", cwd=corpus, **env)
+    digests = {path.stem: state_digest(load_checkpoint(path)[0].state_dict())
+               for path in sorted((corpus / out / "models").glob("*.pt"))}
+    return {"digests": digests, "scores": (corpus / out / "results" / "scores.csv").read_text(),
+            "metrics": json.loads((corpus / out / "metrics.json").read_text()), "stderr": done.stderr,
+            "curves": sorted(p.relative_to(corpus / out / "plots").as_posix()
+                             for p in (corpus / out / "plots").rglob("*.tsv"))}
+
+
+@pytest.mark.slow
+def test_runs_trained_at_once_are_bitwise_the_runs_trained_one_after_another(corpus):
+    alone = train_a2e(corpus, "alone", {"jobs": 1})
+    together = train_a2e(corpus, "together", {"jobs": 2})
+    assert sorted(alone["digests"]) == ["a2e_seed_0", "a2e_seed_1", "a2e_seed_2"]
+    assert together["digests"] == alone["digests"]
+    assert together["scores"] == alone["scores"] and together["metrics"] == alone["metrics"]
+    # the curves of runs trained elsewhere are logged too, one folder per run
+    assert together["curves"] == alone["curves"] and "plots/metrics/a2e_seed_2/val_mean_r.tsv" in alone["curves"]
+    assert len(set(alone["digests"].values())) == 3  # the seeds differ
+
+
+@pytest.mark.slow
+def test_outside_the_reproducible_mode_a_worker_run_is_the_solo_run_with_its_thread_count(corpus):
+    # 2 runs at once on this machine's cores: each gets cores // 2 threads; alone, the same
+    # thread count must give the same bits (torch's fastest kernels, both times)
+    jobs = 2
+    threads = threads_per_run(GridSettings("local", jobs, False, {}), jobs)
+    train = {"reproducible": False}
+    alone = train_a2e(corpus, "solo_threads", {"jobs": 1}, train, OMP_NUM_THREADS=str(threads),
+                      MKL_NUM_THREADS=str(threads))
+    together = train_a2e(corpus, "workers", {"jobs": jobs}, train)
+    assert together["digests"] == alone["digests"]
+
+
+def test_grid_params_are_checked_at_the_boundary():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["_path"] = "params.yaml"
+    assert GridSettings.from_params(params).executor == "local"
+    params["grid"]["executor"] = "kubernetes"
+    with pytest.raises(ParamsError, match="params.yaml: grid.executor must be one of local, slurm"):
+        GridSettings.from_params(params)
+    params["grid"]["executor"], params["grid"]["jobs"] = "local", -1
+    with pytest.raises(ParamsError, match="grid.jobs must be an integer >= 0"):
+        GridSettings.from_params(params)
+    del params["grid"]["slurm"]["partition"]
+    with pytest.raises(ParamsError, match="missing key 'grid.slurm.partition'"):
+        GridSettings.from_params(params)
+
+
+def test_reproducible_runs_keep_their_threads_however_many_run_at_once():
+    settings = GridSettings("local", 8, True, {})
+    assert threads_per_run(settings, 8) == threads_per_run(settings, 1) == 2
+    assert threads_per_run(GridSettings("local", 2, False, {}), 64) == 1
