@@ -390,6 +390,23 @@ def _mean_r(targets: np.ndarray, predictions: np.ndarray) -> float:
     return float(np.nan_to_num(r, nan=0.0).mean())  # a constant output counts as r = 0 here
 
 
+def train_step(kind: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+               x: torch.Tensor, y: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    """One optimisation step on a batch (autocast and loss scaling per ``config.precision``).
+
+    Returns the batch's loss as a detached tensor on the model's device, not a Python
+    number: ``.item()`` here would make the host wait for every GPU step.
+    """
+    optimizer.zero_grad()
+    with amp.autocast(config.precision, x.device):
+        prediction = _outputs(model, x)
+    loss = _loss(kind, prediction.float(), y, config)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA) so a fixed seed on CPU reproduces a run exactly."""
     torch.manual_seed(seed)
@@ -450,14 +467,7 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
         losses = []
         for x, y in training_batches(train_set, order, rng, crop_frames=n_frames, batch_size=config.batch_size,
                                      mean=mean, std=std, device=device):
-            optimizer.zero_grad()
-            with amp.autocast(config.precision, device):
-                prediction = _outputs(model, x)
-            loss = _loss(kind, prediction.float(), y, config)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(loss.detach())  # no .item() here: on a GPU it would wait for every step
+            losses.append(train_step(kind, model, optimizer, scaler, x, y, config))
         # float64 mean of the float32 losses: the same number per-step .item() calls gave
         train_loss = float(np.mean(torch.stack(losses).cpu().numpy().astype(np.float64))) if losses else float("nan")
         scored = _inference_model(model, train_set, config, mean=mean, std=std, device=device)
