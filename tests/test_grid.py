@@ -65,10 +65,16 @@ def corpus(tmp_path_factory) -> Path:
     return root
 
 
-def train_a2e(corpus: Path, out: str, grid: dict, train: dict | None = None, **env: str) -> dict:
+def train_a2e(corpus: Path, out: str, grid: dict, train: dict | None = None, *, check: bool = True,
+              **env: str) -> dict:
     """Run the train_a2e stage into ``corpus/out``; return its checkpoints' digests, results and stderr."""
     params = write_params(corpus / f"{out}.yaml", {**TINY, "train": {**TINY["train"], **(train or {})},
                                                    "grid": grid})
+    if not check:
+        return subprocess.run([sys.executable, str(ROOT / "stages" / "train_a2e.py"), "--params", str(params),
+                               "--models", f"{out}/models", "--results", f"{out}/results",
+                               "--metrics", f"{out}/metrics.json", "--plots", f"{out}/plots"],
+                              cwd=corpus, env=environment(**env), capture_output=True, text=True, timeout=900)
     done = stage("train_a2e", "--raw", "data/raw", "--spectrograms", "data/spectrograms", "--params", params,
                  "--models", f"{out}/models", "--results", f"{out}/results", "--metrics", f"{out}/metrics.json",
                  "--plots", f"{out}/plots", cwd=corpus, **env)
@@ -80,9 +86,14 @@ def train_a2e(corpus: Path, out: str, grid: dict, train: dict | None = None, **e
                              for p in (corpus / out / "plots").rglob("*.tsv"))}
 
 
+@pytest.fixture(scope="module")
+def alone(corpus) -> dict:
+    """The reference: the runs trained one after another in the stage's process."""
+    return train_a2e(corpus, "alone", {"jobs": 1})
+
+
 @pytest.mark.slow
-def test_runs_trained_at_once_are_bitwise_the_runs_trained_one_after_another(corpus):
-    alone = train_a2e(corpus, "alone", {"jobs": 1})
+def test_runs_trained_at_once_are_bitwise_the_runs_trained_one_after_another(corpus, alone):
     together = train_a2e(corpus, "together", {"jobs": 2})
     assert sorted(alone["digests"]) == ["a2e_seed_0", "a2e_seed_1", "a2e_seed_2"]
     assert together["digests"] == alone["digests"]
@@ -103,6 +114,32 @@ def test_outside_the_reproducible_mode_a_worker_run_is_the_solo_run_with_its_thr
                       MKL_NUM_THREADS=str(threads))
     together = train_a2e(corpus, "workers", {"jobs": jobs}, train)
     assert together["digests"] == alone["digests"]
+
+
+@pytest.mark.slow
+def test_runs_on_slurm_are_bitwise_the_local_runs(corpus, alone, fake_slurm):
+    slurm = {"partition": "gpu-a100", "timeout_min": 30, "cpus_per_task": 4, "log_dir": str(corpus / "logs")}
+    on_slurm = train_a2e(corpus, "slurm", {"executor": "slurm", "slurm": slurm})
+    assert on_slurm["digests"] == alone["digests"]
+    assert on_slurm["scores"] == alone["scores"] and on_slurm["metrics"] == alone["metrics"]
+    assert on_slurm["curves"] == alone["curves"]
+    (script,) = sorted(fake_slurm.glob("*.sh"))  # one job array for the three runs (at most 20 at once)
+    lines = script.read_text().splitlines()
+    for line in ("#SBATCH --partition=gpu-a100", "#SBATCH --time=30", "#SBATCH --cpus-per-task=4",
+                 "#SBATCH --array=0-2%3", "#SBATCH --mem=8GB"):
+        assert line in lines, (line, lines)
+
+
+@pytest.mark.slow
+def test_a_failed_slurm_run_fails_the_stage_in_one_line_naming_the_run(corpus, fake_slurm):
+    # dropout 1.5 passes the stage's own checks and fails where the network is built: in the job
+    done = train_a2e(corpus, "failing", {"executor": "slurm", "slurm": {"log_dir": str(corpus / "logs")}},
+                     {"dropout": 1.5}, check=False)
+    assert done.returncode == 1
+    last = [line for line in done.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("train_a2e: error: a2e_seed_0: Slurm job ") and "dropout" in last, done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (corpus / "failing" / "metrics.json").exists()  # no results that look complete
 
 
 def test_grid_params_are_checked_at_the_boundary():

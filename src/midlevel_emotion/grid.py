@@ -26,6 +26,8 @@ torch.
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -205,7 +207,10 @@ def _run_on_slurm(tasks: Sequence[RunTask], settings: GridSettings, *, desc: str
     from tqdm.auto import tqdm
 
     slurm = settings.slurm
-    folder = Path(slurm["log_dir"]).absolute() / "%j"
+    # One folder per stage invocation: submitit finds a job's result by job id, and a stale
+    # result of an earlier job with the same id (another cluster, a reset counter) must not count.
+    invocation = f"{desc}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    folder = Path(slurm["log_dir"]).absolute() / invocation / "%j"
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     executor.update_parameters(name=desc, **{parameter: slurm[key] for key, parameter in SLURM_PARAMETERS.items()
                                              if slurm[key] is not None})
@@ -220,9 +225,8 @@ def _run_on_slurm(tasks: Sequence[RunTask], settings: GridSettings, *, desc: str
         for task, job in tqdm(list(zip(placed, jobs)), desc=desc, unit="run", disable=not progress):
             try:
                 outcomes.append(job.result())
-            except submitit.core.utils.FailedJobError as err:
-                last = [line for line in str(err).splitlines() if line.strip()][-1:] or ["failed"]
-                raise GridError(f"{task.name}: Slurm job {job.job_id} failed: {last[0].strip()} "
+            except (submitit.core.utils.FailedJobError, submitit.core.utils.UncompletedJobError) as err:
+                raise GridError(f"{task.name}: Slurm job {job.job_id} failed: {_cause(str(err))} "
                                 f"(log: {job.paths.stderr})") from None
     except BaseException:
         for job in jobs:  # a failed or interrupted stage leaves no jobs queued behind it
@@ -231,3 +235,11 @@ def _run_on_slurm(tasks: Sequence[RunTask], settings: GridSettings, *, desc: str
         raise
     return outcomes
 
+
+def _cause(message: str) -> str:
+    """The exception line of a failed job's trace (``ValueError: ...``), else its first line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    trace = lines[lines.index("Traceback (most recent call last):"):] if "Traceback (most recent call last):" in lines else []
+    ends = [line for line in trace if not line.startswith(("File ", "^", "-", "~")) and ":" in line
+            and line.split(":", 1)[0].replace(".", "").replace("_", "").isalnum()]
+    return ends[-1] if ends else (lines[0] if lines else "no message")
