@@ -6,17 +6,21 @@ and the loss in fp32); ``fp16`` also scales the loss (:class:`torch.amp.GradScal
 gradients do not underflow. The kept model is saved in fp32 and scored on the test clips in
 fp32, as ``midlevel-emotion explain`` uses it.
 
-Half precision is faster only where the hardware computes it natively:
+Half precision is faster only where the hardware computes it natively. Measured with one A2E
+training step (batch 8, 3 s crops) on a 2-core Intel Sapphire Rapids, torch 2.13 CPU
+(``benchmarks/train.py``; the ISA limited with ``ONEDNN_MAX_CPU_ISA`` to play older CPUs):
 
-- CPU bf16: AVX512-BF16 or AMX (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4 and
-  later). On a 2-core Sapphire Rapids a training step took half as long as fp32
-  (``benchmarks/train.py``). Without them oneDNN emulates bf16: a step took 1.9x as long as
-  fp32 with AVX-512 (Skylake-like), and 12x as long with AVX2 only, which is what the
-  reproducible mode pins; so ``bf16`` with ``train.reproducible: true`` is refused.
-- CPU fp16: AVX512-FP16 or AMX-FP16 (Sapphire Rapids and later); emulated elsewhere.
-- CUDA bf16: compute capability 8.0 or later (Ampere); fp16 on every CUDA GPU.
+- CPU bf16 with AVX512-BF16 or AMX (Intel Cooper Lake, Sapphire Rapids and later; AMD Zen 4
+  and later): 0.5x the fp32 step. With AVX-512 but neither (Skylake to Ice Lake, Zen 3):
+  2.3x, emulated. With AVX2 only, what the reproducible mode pins: 12x; so ``bf16`` with
+  ``train.reproducible: true`` is refused.
+- CPU fp16: 310x, even with AVX512-FP16 (torch's CPU kernels do not use it for these
+  layers); refused on the CPU.
+- CUDA: bf16 from compute capability 8.0 (Ampere) on; fp16 on every CUDA GPU. No GPU was
+  available to measure.
 
-:func:`check` names the slow cases in a warning before a stage trains.
+:func:`check` refuses the hopeless cases and names the slow ones in a warning before a stage
+trains.
 """
 
 from __future__ import annotations
@@ -64,15 +68,7 @@ def native(precision: str, device: torch.device) -> bool:
         return True  # other accelerators: their autocast knows best
     if precision == "bf16":
         return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return torch.cpu._is_amx_fp16_supported() or _has_cpu_flag("avx512_fp16")
-
-
-def _has_cpu_flag(flag: str) -> bool:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return any(flag in line.split() for line in handle if line.startswith("flags"))
-    except OSError:  # not Linux: unknown, so no warning
-        return True
+    return False  # fp16 on the CPU: emulated, whatever the instruction set (see above)
 
 
 def check(precision: str, device: torch.device, *, reproducible: bool) -> str | None:
@@ -81,13 +77,16 @@ def check(precision: str, device: torch.device, *, reproducible: bool) -> str | 
     Raises
     ------
     ValueError
-        For bf16 or fp16 in the reproducible mode, whose AVX2 kernels have neither: a step
-        would take about 12 times as long as in fp32, and the mode's point, the same numbers
-        on every CPU, is an fp32 guarantee.
+        For bf16 or fp16 in the reproducible mode, whose AVX2 kernels have neither (a bf16
+        step takes 12 times as long as fp32; and the mode's promise, the same numbers on every
+        CPU, is an fp32 one), and for fp16 on the CPU (310 times as long).
     """
     if validate(precision) != "fp32" and reproducible:
         raise ValueError(f"train.precision {precision} needs train.reproducible: false (the reproducible mode "
-                         f"pins AVX2 kernels, which have no {precision}: a step takes ~12x as long as fp32)")
+                         f"pins AVX2 kernels, which have no {precision}: a bf16 step takes 12x as long as fp32)")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("train.precision fp16 is for GPUs: torch's CPU kernels emulate it (a step took 310x as "
+                         "long as fp32); use bf16 on a CPU with AVX512-BF16 or AMX, else fp32")
     if native(precision, device):
         return None
     where = "this GPU" if device.type == "cuda" else "this CPU"
