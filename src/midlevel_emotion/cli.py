@@ -316,7 +316,7 @@ def _explain_files(files: list[Path], model: tuple[Any, dict],
 
     from .audio import AudioError
     from .checkpoints import CheckpointError
-    from .explanation_batch import Timings, explain_many
+    from .explanation_batch import Timings, explain_many, warm_up
 
     features, emotions = show.names()
     rows: list[dict[str, Any]] = []
@@ -325,6 +325,7 @@ def _explain_files(files: list[Path], model: tuple[Any, dict],
     timings = Timings()
     bar = tqdm(total=len(files), desc="explain", unit="file", file=sys.stderr, dynamic_ncols=True,
                disable=True if args.no_progress else None)
+    warm_up(model[1])  # librosa's imports stay out of the clips/s, like torch's and the model's loading
     start = time.perf_counter()
     outcomes = explain_many(files, model, hop_seconds=args.hop, timings=timings,
                             decode_context=lambda: _native_stderr(args.debug))

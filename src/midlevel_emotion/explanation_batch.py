@@ -1,20 +1,28 @@
-"""Explain many files at once: the windows of several files share each forward pass.
+"""Explain many files at once: the network is set up once, and windows of several files share
+each forward pass.
 
-:func:`midlevel_emotion.explanation.explain` sets up the network (two checks and a
-BatchNorm-folded copy, about three forward passes of one window) and runs the windows of its
-one file. At the default hop a 15 s clip has 2 windows (the paper's 10 s window) to 9 (the
-embedded 3 s window), so over a folder most of the model time went into that set-up and
-into small batches. :func:`explain_many` sets the network up once per run and fills every
-forward pass with up to ``batch_size`` windows, taken from as many files as needed, then
-splits the predictions back per file (``benchmarks/explain_folder.py`` measures the gain).
+:func:`midlevel_emotion.explanation.explain` sets the network up for every call (two checks
+and a BatchNorm-folded copy: about three forward passes of one window) and then runs the
+windows of its one file: at the default hop 2 windows of a 15 s clip at the paper's 10 s
+window, 9 at the embedded 3 s window. :func:`explain_many` sets the network up once per run
+and fills every forward pass with up to ``batch_size`` windows, taken from as many files as
+needed, then splits the predictions back per file.
 
-Files are decoded one after the other in this process: decoding, resampling and the
-spectrogram take about a quarter of the time, and a worker process would first spend
-seconds importing librosa (README, resample benchmark).
+Measured on 2 CPU cores (``benchmarks/explain_folder.py``, 20 clips of 15 s): 1.7-1.9x the
+clips/s of explaining file by file at the 10 s window, 1.2-1.5x at the 3 s window. Nearly all
+of it is the shared set-up; on this CPU a convolution's cost per window hardly depends on the
+batch size, so filling passes across files added between -3 and +23 % over two runs (within
+run-to-run noise). It costs nothing here; a machine where small batches leave cores idle
+should gain more from it (not measured).
+
+Files are decoded one after the other in this process: decoding and resampling take about
+0.03 s of the 0.10-0.13 s a 15 s clip takes, and a fresh pool of 2 worker processes
+(:func:`.parallel.map_tasks`) decoded 20 clips 4.6-5.3x slower than this process, its start-up
+(importing librosa) included.
 
 Numbers: in eval mode every window's prediction depends on that window alone, so batching
-changes them only by the convolution kernels' summation order (measured up to 1e-6; the
-tests allow 1e-5).
+changes them only through the convolution kernels' summation order (measured up to 1e-6
+relative; the tests allow 1e-5).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 
 import numpy as np
 
-from . import explanation
+from . import audio, explanation
 from .checkpoints import CheckpointError
 from .constants import MIDLEVEL_FEATURES
 from .explanation import BATCH_SIZE, Clip, Explanation, MidlevelNetwork, build_explanation, model_and_meta
@@ -92,6 +100,18 @@ class _Pending:
     @property
     def done(self) -> bool:
         return self.outcome.error is not None or self.remaining == 0
+
+
+def warm_up(meta: dict) -> None:
+    """Pay the decoder's one-time start-up now, so that a throughput clock started afterwards
+    measures the run itself (as it leaves out importing torch and loading the model).
+
+    The first decode in a process imports librosa's lazily loaded modules and starts soxr:
+    about 1.6 s here, against 0.03 s for each later 15 s clip.
+    """
+    t = np.arange(4410) / 44100
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    audio.normalise(np.stack([tone, tone], axis=1), 44100, int(meta["spectrogram"]["sample_rate"]))
 
 
 def explain_many(sources: Sequence[str | Path], checkpoint: str | Path | tuple, *,
@@ -222,4 +242,4 @@ def _finished(pending: deque[_Pending], model: Any, meta: dict) -> Iterator[Outc
         yield item.outcome
 
 
-__all__ = ["Outcome", "Timings", "explain_many"]
+__all__ = ["Outcome", "Timings", "explain_many", "warm_up"]
