@@ -467,8 +467,8 @@ class MidlevelNetwork:
     applied to its mid-level output (the explanation relies on this), and it uses a
     BatchNorm-folded copy of the network (:func:`_fused_midlevel_network`) when that copy
     reproduces the model on the window; otherwise the model itself runs. Building it costs
-    about three forward passes of one window (measured: as much as the windows of a 15 s clip
-    at the paper's 10 s window), so a run over many files builds it once.
+    about three forward passes of one window (measured: more than the two windows of a 15 s
+    clip at the paper's 10 s window), so a run over many files builds it once.
 
     Parameters
     ----------
