@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -259,6 +260,52 @@ def test_batch_json_lists_every_file(capsys, checkpoints, audio):
     data = json.loads(out)
     assert code == 1 and [f["status"] for f in data["files"]] == ["ok", "failed"]
     assert "synthetic" in data["warning"] and data["files"][1]["error"]
+
+
+THROUGHPUT = re.compile(r"^explain: (\d+) clips? in (\d+\.\d) s \((\d+\.\d) clips/s; decode (\d+) %, model (\d+) %\)$")
+
+
+def test_batch_reports_clips_per_second_on_stderr_only(capsys, checkpoints, audio):
+    code, out, err = run(capsys, "explain", audio["music"], "--csv", "-", "-c", checkpoints["joint"], "--no-progress")
+    assert code == 1  # three bad files
+    rows = list(csv.DictReader(out.splitlines()))  # stdout stays a clean CSV
+    assert len(rows) == 7 and "clips/s" not in out
+    matches = [THROUGHPUT.match(line) for line in err_lines(err)]
+    found = [m for m in matches if m]
+    assert len(found) == 1 and "clips/s" not in err.replace(found[0].group(0), ""), err
+    clips, seconds, rate, decode, model = found[0].groups()
+    assert int(clips) == sum(r["status"] == "ok" for r in rows) == 4  # explained files, failed ones not
+    assert float(seconds) > 0 and float(rate) == pytest.approx(int(clips) / float(seconds), rel=0.1, abs=0.1)
+    assert int(decode) > 0 and int(model) > 0 and int(decode) + int(model) <= 101
+    lines = err_lines(err)  # after the summary line, before the list of failures
+    assert THROUGHPUT.match(lines[lines.index(next(line for line in lines if "4 explained" in line)) + 1])
+    code, out, err = run(capsys, "explain", audio["good_dir"], "--json", "-c", checkpoints["joint"])
+    assert code == 0 and json.loads(out)["n_files"] == 2
+    assert sum(bool(THROUGHPUT.match(line)) for line in err_lines(err)) == 1
+    # one file is not a batch: its table, no counts and no clips/s
+    code, out, err = run(capsys, "explain", audio["clip3"], "-c", checkpoints["joint"])
+    assert code == 0 and "clips/s" not in err + out
+
+
+def test_batch_results_equal_each_file_explained_alone(capsys, checkpoints, audio, tmp_path):
+    """Windows of several files share forward passes; the numbers are those of one file at a time."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for name in ("song_wav", "clip3", "short"):
+        shutil.copy(audio[name], folder / audio[name].name)
+    shutil.copy(audio["corrupt"], folder / "bad.mp3")
+    code, out, err = run(capsys, "explain", folder, "--json", "-c", checkpoints["joint"], "--no-progress")
+    batch = json.loads(out)["files"]
+    assert code == 1 and [Path(f["file"]).name for f in batch] == ["bad.mp3", "clip3.flac", "short.wav", "song.wav"]
+    assert batch[0]["status"] == "failed" and "decode" in batch[0]["error"] and batch[0]["explanation"] is None
+    for entry in batch[1:]:
+        code, out, err = run(capsys, "explain", entry["file"], "--json", "-c", checkpoints["joint"])
+        alone, together = json.loads(out), entry["explanation"]
+        assert code == 0 and entry["status"] == "ok" and together["times"] == alone["times"]
+        for key in ("midlevel_curve", "emotion_curve"):  # float summation order only (BatchNorm in eval mode)
+            np.testing.assert_allclose(together[key], alone[key], rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(list(together["emotions"].values()), list(alone["emotions"].values()),
+                                   rtol=1e-5, atol=1e-5)
 
 
 def test_batch_usage_errors(capsys, checkpoints, audio, tmp_path):
@@ -600,15 +647,15 @@ def test_interrupt_mid_batch_is_130_one_line_and_keeps_the_old_csv(capsys, check
 
     target = tmp_path / "out.csv"
     target.write_text("the previous table\n")
-    original, calls = explanation.explain, []
+    original, calls = explanation.prepare_clip, []
 
-    def interrupted(*args, **kwargs):
+    def interrupted(*args, **kwargs):  # the batch decodes each file through prepare_clip
         calls.append(args[0])
         if len(calls) == 2:
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(explanation, "explain", interrupted)
+    monkeypatch.setattr(explanation, "prepare_clip", interrupted)
     code, out, err = run(capsys, "explain", audio["good_dir"], audio["clip3"], "--csv", target,
                          "-c", checkpoints["joint"], "--no-progress")
     assert code == 130 and out == "" and err_lines(err) == ["midlevel-emotion: interrupted"]
@@ -632,13 +679,13 @@ def test_interrupt_while_the_csv_is_renamed_leaves_no_temporary_file(capsys, che
 SIGINT_ON_SECOND_FILE = """
 import os, signal, sys
 from midlevel_emotion import cli, explanation
-original, calls = explanation.explain, []
-def explain(*args, **kwargs):
+original, calls = explanation.prepare_clip, []
+def prepare_clip(*args, **kwargs):  # the batch decodes each file through prepare_clip
     calls.append(1)
     if len(calls) == 2:
         os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered in the middle of the batch
     return original(*args, **kwargs)
-explanation.explain = explain
+explanation.prepare_clip = prepare_clip
 sys.exit(cli.main(sys.argv[1:]))
 """
 

@@ -281,7 +281,7 @@ def _explain_batch(args: argparse.Namespace) -> int:
     _check_outputs({"--csv": args.csv}, [*files, checkpoint])
     model = _load_model(checkpoint)
     warning = _warning(model[1])
-    rows, results, notes = _explain_files(files, model, args)
+    rows, results, notes, throughput = _explain_files(files, model, args)
     failures = [(r["file"], r["error"]) for r in rows if r["status"] == "failed"]
     for note in notes:
         _err(note)
@@ -290,6 +290,9 @@ def _explain_batch(args: argparse.Namespace) -> int:
     done = len(files) - len(failures)
     target = f"wrote {args.csv}: " if args.csv not in (None, "-") else ""
     _err(f"{target}{len(files)} file{'s' * (len(files) != 1)}, {done} explained, {len(failures)} failed")
+    # Batch mode only, next to its summary line: one file's table reports no counts either,
+    # and its clips/s would only be the inverse of its latency.
+    _err(throughput)
     if failures:
         _err(f"{len(failures)} of {len(files)} files failed:")
         for path, reason in failures:
@@ -299,53 +302,64 @@ def _explain_batch(args: argparse.Namespace) -> int:
 
 
 def _explain_files(files: list[Path], model: tuple[Any, dict],
-                   args: argparse.Namespace) -> tuple[list[dict], list[dict], list[str]]:
-    """Explain every file, going on after a failed one: CSV rows, JSON results and padding notes.
+                   args: argparse.Namespace) -> tuple[list[dict], list[dict], list[str], str]:
+    """Explain every file, going on after a failed one: CSV rows, JSON results, padding notes
+    and the throughput line.
 
-    A file that cannot be used fails alone; a model whose output is not finite (a damaged
+    The windows of several files share each forward pass (:mod:`.explanation_batch`). A file
+    that cannot be used fails alone; a model whose output is not finite (a damaged
     checkpoint) would fail them all, so it stops the batch with one line (exit 2).
     """
+    import time
+
     from tqdm import tqdm
 
     from .audio import AudioError
-    from .explanation import explain
     from .checkpoints import CheckpointError
+    from .explanation_batch import Timings, explain_many, warm_up
 
     features, emotions = show.names()
     rows: list[dict[str, Any]] = []
     results: list[dict[str, Any]] = []
     notes: list[str] = []
-    bar = tqdm(files, desc="explain", unit="file", file=sys.stderr, dynamic_ncols=True,
+    timings = Timings()
+    bar = tqdm(total=len(files), desc="explain", unit="file", file=sys.stderr, dynamic_ncols=True,
                disable=True if args.no_progress else None)
-    for path in bar:
-        bar.set_postfix_str(path.name[-40:], refresh=False)
-        row: dict[str, Any] = {"file": str(path), "status": "ok", "error": None}
-        exp = None
-        try:
-            with _native_stderr(args.debug):
-                exp = explain(path, model, hop_seconds=args.hop)
-            _warn_if_truncated(path, exp)
-        except AudioError as err:
-            row.update({"status": "failed", "error": _one_line(err.reason)})
-        except CheckpointError as err:
-            bar.close()
-            raise CLIError(_one_line(err), EXIT_USAGE) from err
-        except Exception as err:  # noqa: BLE001 - one failed file must not stop the batch
-            row.update({"status": "failed", "error": f"model failed ({type(err).__name__}: {_one_line(err)})"})
-            if args.debug:
-                tqdm.write(traceback.format_exc().rstrip(), file=sys.stderr)
-        if exp is not None:
-            row.update({f: exp.midlevel[f] for f in features})
-            row.update({e: exp.emotions[e] for e in emotions})
-            note = show.padding_note(exp)
-            if note:
-                notes.append(note)
-        if args.json:
-            results.append({"file": str(path), "status": row["status"], "error": row["error"],
-                            "explanation": exp.to_dict() if exp is not None else None})
-        rows.append(row)
-    bar.close()
-    return rows, results, notes
+    warm_up(model[1])  # librosa's imports stay out of the clips/s, like torch's and the model's loading
+    start = time.perf_counter()
+    outcomes = explain_many(files, model, hop_seconds=args.hop, timings=timings,
+                            decode_context=lambda: _native_stderr(args.debug))
+    try:
+        for outcome in outcomes:
+            path, exp, err = files[outcome.index], outcome.explanation, outcome.error
+            bar.set_postfix_str(path.name[-40:], refresh=False)
+            bar.update(1)
+            row: dict[str, Any] = {"file": str(path), "status": "ok", "error": None}
+            if isinstance(err, AudioError):
+                row.update({"status": "failed", "error": _one_line(err.reason)})
+            elif err is not None:  # one failed file must not stop the batch
+                row.update({"status": "failed", "error": f"model failed ({type(err).__name__}: {_one_line(err)})"})
+                if args.debug:
+                    tqdm.write("".join(traceback.format_exception(err)).rstrip(), file=sys.stderr)
+            if exp is not None:
+                _warn_if_truncated(path, exp)
+                row.update({f: exp.midlevel[f] for f in features})
+                row.update({e: exp.emotions[e] for e in emotions})
+                note = show.padding_note(exp)
+                if note:
+                    notes.append(note)
+            if args.json:
+                results.append({"file": str(path), "status": row["status"], "error": row["error"],
+                                "explanation": exp.to_dict() if exp is not None else None})
+            rows.append(row)
+    except CheckpointError as err:
+        raise CLIError(_one_line(err), EXIT_USAGE) from err
+    finally:
+        bar.close()
+    explained = sum(r["status"] == "ok" for r in rows)
+    throughput = show.throughput(explained, time.perf_counter() - start, timings.decode_seconds,
+                                 timings.model_seconds)
+    return rows, results, notes, throughput
 
 
 def _write_batch(rows: list[dict], results: list[dict], args: argparse.Namespace, warning: str | None,

@@ -75,7 +75,9 @@ time. A clip shorter than the window is looped to fill it, as in training (noted
 One FILE: a table on stdout (or --json, and --plot). Several files or directories (expanded
 to their .mp3/.wav/.flac/.ogg files, sorted): one row per file (--csv OUT.csv, or a table /
 --json on stdout) with a progress bar; files that fail are listed with their reason at the
-end and in the CSV, the others are still processed; exit status 1 if any failed."""
+end and in the CSV, the others are still processed; exit status 1 if any failed. The windows
+of several files share each forward pass, and a last line on stderr reports clips per second
+and the share of decoding and of the model."""
 
 EXPLAIN_EPILOG = f"""\
 examples:

@@ -6,9 +6,11 @@ mid-level output, so every emotion prediction is a sum of *feature effects* plus
     emotion_i = sum_j  w_ij * x_j  +  b_i        effect_ij = w_ij * x_j
 
 where ``x`` is the predicted mid-level vector. This module computes those effects
-
 for one piece of audio (:func:`explain`, the song-level API behind the user CLI, and
-:func:`compare` for the Section 7.2 view of two songs). The model-level view over the test
+:func:`compare` for the Section 7.2 view of two songs). :func:`explain` is three steps that
+:mod:`.explanation_batch` reuses to share forward passes between files: :func:`prepare_clip`
+(decode, resample, spectrogram, windows), :class:`MidlevelNetwork` (the checked, fused network)
+and :func:`build_explanation` (effects from the windows' mid-level predictions). The model-level view over the test
 songs of a run is the ``explain`` DVC stage (:mod:`.explain_stage`; the song pair is chosen in
 :mod:`.pairs`, drawing is in :mod:`.figures`).
 
@@ -19,7 +21,7 @@ linear, the mean of ``W x_t + b`` over windows ``t`` equals ``W mean(x_t) + b``:
 effects are computed from the song-level mean mid-level vector, and for every emotion
 ``sum(effects[e].values()) + bias[e] == emotions[e]`` (to 1e-5; the emotion values are
 computed in float64 from the network's mid-level output, which matches the network's own
-float32 emotion output to rounding; :func:`explain` checks that it does).
+float32 emotion output to rounding; :class:`MidlevelNetwork` checks that it does).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -54,7 +56,7 @@ SYNTHETIC_WARNING = ("this model was trained on the synthetic corpus: its predic
 SIGNAL_SOURCE = "<signal>"
 
 SPECTROGRAM_KEYS = tuple(f.name for f in fields(SpectrogramSettings))
-_BATCH_SIZE = 16  # windows per forward pass (measured fastest on 2 CPU cores)
+BATCH_SIZE = 16  # windows per forward pass (measured fastest on 2 CPU cores)
 _LINEARITY_TOLERANCE = 1e-3
 
 
@@ -262,7 +264,8 @@ def explain(source: str | Path | np.ndarray, checkpoint: str | Path | tuple = DE
         peak-normalised like a file).
     checkpoint : path or (model, meta)
         A Joint or A2Mid2E checkpoint, or what :func:`load_model` returned (load once,
-        explain many songs).
+        explain many songs; :func:`midlevel_emotion.explanation_batch.explain_many` also
+        shares the network's set-up and forward passes between files).
     sample_rate : int, optional
         Rate of an array ``source`` in Hz.
     hop_seconds : float, optional
@@ -280,11 +283,83 @@ def explain(source: str | Path | np.ndarray, checkpoint: str | Path | tuple = DE
     CheckpointError
         The checkpoint is missing, incompatible or not explainable, or its output is not finite.
     """
+    model, meta = model_and_meta(checkpoint)
+    clip = prepare_clip(source, meta, sample_rate=sample_rate, hop_seconds=hop_seconds)
+    network = MidlevelNetwork(model, meta, clip.windows(0, 1))
+    mid_curve = np.concatenate([network(clip.windows(b, b + BATCH_SIZE))
+                                for b in range(0, clip.n_windows, BATCH_SIZE)])
+    return build_explanation(clip, mid_curve, model, meta)
+
+
+def model_and_meta(checkpoint: str | Path | tuple) -> tuple[torch.nn.Module, dict]:
+    """The model and its metadata from a path or a :func:`load_model` pair, checked to be explainable."""
     if isinstance(checkpoint, tuple):
         model, meta = checkpoint
         _check_explainable(meta)
-    else:
-        model, meta = load_model(checkpoint)
+        return model, meta
+    return load_model(checkpoint)
+
+
+@dataclass
+class Clip:
+    """One piece of audio as the network's input: the standardised spectrogram and its windows.
+
+    Attributes
+    ----------
+    source : str
+        The file's path, or ``"<signal>"``.
+    duration_seconds : float
+        Length of the decoded audio.
+    normalised : np.ndarray
+        (frames, bins) float32 log-filtered spectrogram, standardised as in training.
+    starts : np.ndarray
+        Start frame of every window.
+    crop_frames, hop_frames : int
+        Window length and hop in frames.
+    fps : float
+        Spectrogram frames per second.
+    """
+
+    source: str
+    duration_seconds: float
+    normalised: np.ndarray
+    starts: np.ndarray
+    crop_frames: int
+    hop_frames: int
+    fps: float
+
+    @property
+    def n_windows(self) -> int:
+        """How many windows the model hears."""
+        return len(self.starts)
+
+    def windows(self, first: int, stop: int) -> np.ndarray:
+        """Windows ``first .. stop - 1`` as (n, crop_frames, bins) float32, loop-padded as in training."""
+        return np.stack([crop(self.normalised, self.crop_frames, int(s)) for s in self.starts[first:stop]])
+
+
+def prepare_clip(source: str | Path | np.ndarray, meta: dict, *, sample_rate: int | None = None,
+                 hop_seconds: float | None = None) -> Clip:
+    """Decode and resample one piece of audio and cut its spectrogram into windows (no model runs).
+
+    Parameters
+    ----------
+    source, sample_rate, hop_seconds
+        As in :func:`explain`.
+    meta : dict
+        The checkpoint's metadata (spectrogram settings, window length).
+
+    Returns
+    -------
+    Clip
+
+    Raises
+    ------
+    AudioError
+        As in :func:`explain`.
+    ValueError
+        A bad ``sample_rate``, signal or ``hop_seconds``.
+    """
     spec_params = meta["spectrogram"]
     fps = float(spec_params["fps"])
     target_rate = int(spec_params["sample_rate"])
@@ -303,27 +378,36 @@ def explain(source: str | Path | np.ndarray, checkpoint: str | Path | tuple = DE
             raise ValueError(f"hop_seconds must be a positive number, got {hop_seconds!r}")
         hop_frames = constants.hop_frames(hop_seconds, fps)
     starts = window_starts(len(spectrogram), crop_frames, hop_frames)
-
     mean, std = float(spec_params["mean"]), float(spec_params["std"])
     normalised = ((spectrogram - mean) / std).astype(np.float32)  # exactly as training standardises
+    return Clip(name, float(duration), normalised, starts, crop_frames, hop_frames, fps)
+
+
+def build_explanation(clip: Clip, mid_curve: np.ndarray, model: torch.nn.Module, meta: dict) -> Explanation:
+    """The :class:`Explanation` of a clip, given its windows' mid-level predictions (n_windows, 7).
+
+    Raises
+    ------
+    CheckpointError
+        The model's output is not finite (a damaged checkpoint).
+    """
     weight, bias = emotion_layer(model)
-    mid_curve = _midlevel_windows(model, normalised, starts, crop_frames, meta)
     with np.errstate(all="ignore"):  # checked on the next line
         emotion_curve = mid_curve @ weight.T + bias
     if not (np.isfinite(mid_curve).all() and np.isfinite(emotion_curve).all()):
-        raise CheckpointError(f"{meta.get('path', 'checkpoint')}: the model's output for {name} is not finite "
-                              "(NaN or infinite); the checkpoint is damaged")
+        raise CheckpointError(f"{meta.get('path', 'checkpoint')}: the model's output for {clip.source} is not "
+                              "finite (NaN or infinite); the checkpoint is damaged")
     song_mid = mid_curve.mean(axis=0)
     song_emotions = song_mid @ weight.T + bias
     song_effects = effects(weight, bias, song_mid)
-
+    fps = clip.fps
     return Explanation(
-        source=name,
-        duration_seconds=float(duration),
-        padded=bool(len(spectrogram) < crop_frames),
-        window_seconds=crop_frames / fps,
-        hop_seconds=hop_frames / fps,
-        times=starts / fps,
+        source=clip.source,
+        duration_seconds=clip.duration_seconds,
+        padded=bool(len(clip.normalised) < clip.crop_frames),
+        window_seconds=clip.crop_frames / fps,
+        hop_seconds=clip.hop_frames / fps,
+        times=clip.starts / fps,
         midlevel=dict(zip(MIDLEVEL_FEATURES, map(float, song_mid))),
         emotions=dict(zip(EMOTIONS, map(float, song_emotions))),
         effects={e: dict(zip(MIDLEVEL_FEATURES, map(float, song_effects[i]))) for i, e in enumerate(EMOTIONS)},
@@ -335,13 +419,6 @@ def explain(source: str | Path | np.ndarray, checkpoint: str | Path | tuple = DE
                     "test_pearson": dict(meta.get("test_pearson") or {})},
         warning=SYNTHETIC_WARNING if meta.get("corpus") == "synthetic" else None,
     )
-
-
-def _batches(normalised: np.ndarray, starts: np.ndarray, crop_frames: int, device: torch.device):
-    for b in range(0, len(starts), _BATCH_SIZE):
-        batch = np.stack([crop(normalised, crop_frames, int(s)) for s in starts[b:b + _BATCH_SIZE]])
-        x = torch.from_numpy(batch).unsqueeze(1).to(device)
-        yield x.contiguous(memory_format=torch.channels_last) if device.type == "cpu" else x
 
 
 def _fused_midlevel_network(model: torch.nn.Module) -> torch.nn.Module | None:
@@ -383,42 +460,68 @@ def _fused_midlevel_network(model: torch.nn.Module) -> torch.nn.Module | None:
     return network.to(memory_format=torch.channels_last)
 
 
-def _midlevel_windows(model: torch.nn.Module, normalised: np.ndarray, starts: np.ndarray, crop_frames: int,
-                      meta: dict) -> np.ndarray:
-    """Mid-level predictions of every window, float64 (n_windows, 7).
+class MidlevelNetwork:
+    """The audio -> mid-level path of a model, checked once, then run on any number of windows.
 
-    Runs a BatchNorm-folded copy of the network (:func:`_fused_midlevel_network`) after
-    checking on the first window that it reproduces the model itself (otherwise the model
-    runs as it is), and checks there that the model's emotion output is its emotion layer
-    applied to its mid-level output, which the explanation relies on.
+    Built on one window. There it checks that the model's emotion output is its emotion layer
+    applied to its mid-level output (the explanation relies on this), and it uses a
+    BatchNorm-folded copy of the network (:func:`_fused_midlevel_network`) when that copy
+    reproduces the model on the window; otherwise the model itself runs. Building it costs
+    about three forward passes of one window (measured: more than the two windows of a 15 s
+    clip at the paper's 10 s window), so a run over many files builds it once.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        An explainable model (Joint or A2Mid2E).
+    meta : dict
+        Its checkpoint metadata (``path`` names it in errors).
+    first : np.ndarray
+        (1, crop_frames, bins) float32: the window the checks run on.
+
+    Raises
+    ------
+    CheckpointError
+        The emotion output is not its emotion layer applied to the mid-level output.
     """
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-    except StopIteration:
-        device = torch.device("cpu")
-    weight, bias = emotion_layer(model)
-    where = meta.get("path", "checkpoint")
-    with torch.inference_mode():
-        first = next(_batches(normalised, starts[:1], crop_frames, device))
-        mid, emo = (t.double().cpu().numpy() for t in model(first))
-        with np.errstate(all="ignore"):  # a non-finite output is reported by explain(), naming the audio
-            deviation = float(np.max(np.abs(mid @ weight.T + bias - emo)))
-        if deviation > _LINEARITY_TOLERANCE * max(1.0, float(np.max(np.abs(emo)))):
-            raise CheckpointError(f"{where}: the network's emotions differ from its emotion layer applied to its "
-                                  f"mid-level output by {deviation:.2g}; it cannot be explained as feature effects")
-        network = _fused_midlevel_network(model)
-        if network is not None:
-            network = network.to(device)
-            check = network(first).double().cpu().numpy()
-            with np.errstate(all="ignore"):
-                limit = _LINEARITY_TOLERANCE * max(1.0, float(np.max(np.abs(mid))))
-                differs = not float(np.max(np.abs(check - mid))) <= limit
-            if differs:  # NaN counts as different: the model itself then runs
-                network = None
-        run = network if network is not None else (lambda x: model(x)[0])
-        return np.concatenate([run(x).double().cpu().numpy()
-                               for x in _batches(normalised, starts, crop_frames, device)])
+
+    def __init__(self, model: torch.nn.Module, meta: dict, first: np.ndarray) -> None:
+        model.eval()
+        try:
+            self.device = next(model.parameters()).device
+        except StopIteration:
+            self.device = torch.device("cpu")
+        weight, bias = emotion_layer(model)
+        where = meta.get("path", "checkpoint")
+        with torch.inference_mode():
+            x = self._tensor(first)
+            mid, emo = (t.double().cpu().numpy() for t in model(x))
+            with np.errstate(all="ignore"):  # a non-finite output is reported by build_explanation, naming the audio
+                deviation = float(np.max(np.abs(mid @ weight.T + bias - emo)))
+            if deviation > _LINEARITY_TOLERANCE * max(1.0, float(np.max(np.abs(emo)))):
+                raise CheckpointError(f"{where}: the network's emotions differ from its emotion layer applied to its "
+                                      f"mid-level output by {deviation:.2g}; it cannot be explained as feature "
+                                      "effects")
+            network = _fused_midlevel_network(model)
+            if network is not None:
+                network = network.to(self.device)
+                check = network(x).double().cpu().numpy()
+                with np.errstate(all="ignore"):
+                    limit = _LINEARITY_TOLERANCE * max(1.0, float(np.max(np.abs(mid))))
+                    differs = not float(np.max(np.abs(check - mid))) <= limit
+                if differs:  # NaN counts as different: the model itself then runs
+                    network = None
+        self._run: Callable[[torch.Tensor], torch.Tensor] = (
+            network if network is not None else (lambda t: model(t)[0]))
+
+    def _tensor(self, windows: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(windows).unsqueeze(1).to(self.device)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
+
+    def __call__(self, windows: np.ndarray) -> np.ndarray:
+        """Mid-level predictions (n, 7) float64 of windows (n, crop_frames, bins) float32."""
+        with torch.inference_mode():
+            return self._run(self._tensor(windows)).double().cpu().numpy()
 
 
 def compare(a: Explanation, b: Explanation) -> dict[str, Any]:
@@ -465,4 +568,5 @@ def compare(a: Explanation, b: Explanation) -> dict[str, Any]:
 
 
 __all__ = ["DEFAULT_CHECKPOINT", "EXPLAINABLE_KINDS", "SYNTHETIC_WARNING", "Explanation", "effects",
-           "emotion_layer", "load_model", "explain", "compare"]
+           "emotion_layer", "load_model", "explain", "compare", "Clip", "MidlevelNetwork", "build_explanation",
+           "model_and_meta", "prepare_clip"]
