@@ -5,6 +5,7 @@ with `dvc metrics diff` / `dvc params diff`. Also the Soundtracks-only profile.
 """
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -199,21 +200,24 @@ def test_a_queued_bf16_experiment_agrees_with_fp32_on_every_headline_metric(tmp_
         if ".p_" in key:  # the p-values of 2 runs swing with any change; they must stay p-values
             assert 0 <= headline_bf16[key] <= 1, (key, headline_bf16[key])
         else:
-            assert abs(headline_bf16[key] - fp32) <= _bf16_tolerance(key), (key, fp32, headline_bf16[key])
+            assert _bf16_agrees(key, fp32, headline_bf16[key]), (key, fp32, headline_bf16[key])
 
 
-def _bf16_tolerance(key: str) -> float:
-    """How far a bf16 headline metric may be from fp32's at this test's tiny scale.
+def _bf16_agrees(key: str, fp32: float, bf16: float) -> bool:
+    """Whether a bf16 headline metric is close enough to fp32's at this test's tiny scale.
 
     Two epochs of 1 s crops on 16 clips: a training run this short amplifies any change of
-    arithmetic, as it amplifies a change of seed (a first run here moved r by up to 0.13 and
-    an MSE ratio by 0.42). The bands catch a broken bf16 path (NaN, r collapsing, errors
-    exploding), not a 0.01 drift; README "Training the grid fast" gives the agreement at the
-    embedded default's scale.
+    arithmetic, as it amplifies a change of seed (runs here moved r by up to 0.13, and the
+    Joint model's MSE ratio, about 8 at this scale, from 8.26 to 9.54). An MSE ratio is
+    compared as a factor (within 1.5x either way), since its size varies from 0.07 to 10
+    between models; everything else (Pearson r means and stds, CoE, planted-truth
+    correlations, sign agreement) within 0.25. The bands catch a broken bf16 path (NaN, r
+    collapsing, errors exploding), not a 0.01 drift; README "Training the grid fast" gives
+    the agreement at the embedded default's scale.
     """
     if key.endswith("mse_ratio"):
-        return 0.6
-    return 0.25  # Pearson r (means and stds), CoE, planted-truth correlations and sign agreement
+        return fp32 > 0 and bf16 > 0 and abs(math.log(bf16 / fp32)) <= math.log(1.5)
+    return abs(bf16 - fp32) <= 0.25
 
 
 def _named(tree, name: str):
