@@ -52,21 +52,11 @@ def random_store(directory: Path, n_clips: int, frames: int, seed: int = 0) -> P
     import numpy as np
 
     from midlevel_emotion.constants import N_BINS
-    from midlevel_emotion.fileio import write_json
-    from midlevel_emotion.store import STORE_ARRAY, STORE_INDEX, STORE_STATS
+    from midlevel_emotion.store import write_store_from_arrays
 
-    directory.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
-    data = np.lib.format.open_memmap(directory / STORE_ARRAY, mode="w+", dtype=np.float32,
-                                     shape=(n_clips * frames, N_BINS))
-    for i in range(n_clips):
-        data[i * frames:(i + 1) * frames] = rng.standard_normal((frames, N_BINS), dtype=np.float32)
-    data.flush()
-    ids = [f"{i + 1:04d}" for i in range(n_clips)]
-    (directory / STORE_INDEX).write_text("clip_id,start,n_frames\n" +
-                                         "".join(f"{c},{i * frames},{frames}\n" for i, c in enumerate(ids)))
-    write_json(directory / STORE_STATS, {"mean": 0.0, "std": 1.0, "n_frames": n_clips * frames, "n_bins": N_BINS,
-                                         "n_clips": n_clips})
+    write_store_from_arrays({f"{i + 1:04d}": rng.standard_normal((frames, N_BINS), dtype=np.float32)
+                             for i in range(n_clips)}, directory)
     return directory
 
 
@@ -185,7 +175,6 @@ def bench_profile(device, steps: int) -> list[dict]:
 
 
 def bench_pipeline(device, store_dir: Path, n_train: int, n_validation: int, rounds: int) -> dict:
-    import copy
 
     import numpy as np
     import torch
@@ -193,7 +182,7 @@ def bench_pipeline(device, store_dir: Path, n_train: int, n_validation: int, rou
     from midlevel_emotion import precision as amp
     from midlevel_emotion.models import build_model
     from midlevel_emotion.store import SpectrogramStore
-    from midlevel_emotion.training import ClipSet, predict, recalibrate_batchnorm, train_step, training_batches
+    from midlevel_emotion.training import ClipSet, inference_model, predict, train_step, training_batches
 
     config = config_for(3.0)
     store = SpectrogramStore.open(store_dir)
@@ -237,9 +226,7 @@ def bench_pipeline(device, store_dir: Path, n_train: int, n_validation: int, rou
         times["compute"] = min(times["compute"], _fastest(compute, 1, device))
 
         def validation_scoring():  # what an epoch adds: precise BN on a copy, then every window
-            scored = copy.deepcopy(model)
-            recalibrate_batchnorm(scored, train_set.spectrograms[:config.precise_bn_clips], mean=store.mean,
-                                  std=store.std, crop_frames=config.crop_frames, device=device)
+            scored = inference_model(model, train_set, config, mean=store.mean, std=store.std, device=device)
             predict(scored, validation, mean=store.mean, std=store.std, crop_frames=config.crop_frames,
                     hop_frames=config.hop_frames, device=device)
 

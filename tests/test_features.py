@@ -20,11 +20,13 @@ from midlevel_emotion.features import (
     logarithmic_filterbank,
     n_frames_for,
 )
+from midlevel_emotion.constants import SpectrogramSettings
 from midlevel_emotion.store import (
     InvalidStoreError,
     SpectrogramStore,
     build_spectrogram_stores,
     write_spectrogram_store,
+    write_store_from_arrays,
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -275,6 +277,22 @@ def test_parallel_store_is_identical_and_replaces_old_store(tmp_path, clips):
     )
     assert SpectrogramStore.open(out).clip_ids == ["a", "b", "c"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["parallel", "serial", "signals"]
+
+
+def test_a_store_written_from_arrays_is_the_store_written_from_signals(tmp_path, clips):
+    paths = _write_clips(tmp_path / "signals", clips)
+    from_signals = write_spectrogram_store(paths, tmp_path / "signals_store", jobs=1, progress=False)
+    spectrograms = {clip_id: log_filtered_spectrogram(signal) for clip_id, signal in clips.items()}
+    from_arrays = write_store_from_arrays(spectrograms, tmp_path / "arrays_store",
+                                          SpectrogramSettings().as_dict())
+    assert from_arrays == from_signals
+    for name in ("spectrograms.npy", "index.csv", "stats.json"):
+        assert (tmp_path / "arrays_store" / name).read_bytes() == (tmp_path / "signals_store" / name).read_bytes()
+    with pytest.raises(ValueError, match="clip 'b': spectrogram of shape \\(3,\\), expected"):
+        write_store_from_arrays({"a": spectrograms["a"], "b": np.zeros(3)}, tmp_path / "bad")
+    with pytest.raises(ValueError, match="clip id 'a,b' cannot be stored"):
+        write_store_from_arrays({"a,b": spectrograms["a"]}, tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_failed_write_leaves_no_store(tmp_path, clips):

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import yaml
 
 from midlevel_emotion.checkpoints import load_checkpoint
 from midlevel_emotion.fingerprint import state_digest
-from midlevel_emotion.grid import GridSettings, threads_per_run
+from midlevel_emotion.grid import GridSettings, _cause, threads_per_run
 from midlevel_emotion.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,6 +141,25 @@ def test_a_failed_slurm_run_fails_the_stage_in_one_line_naming_the_run(corpus, f
     assert last.startswith("train_a2e: error: a2e_seed_0: Slurm job ") and "dropout" in last, done.stderr
     assert "Traceback" not in done.stderr
     assert not (corpus / "failing" / "metrics.json").exists()  # no results that look complete
+
+
+def test_a_failed_jobs_cause_is_the_exception_it_raised():
+    def raised_in_a_job():
+        try:
+            try:
+                {}["dropout"]
+            except KeyError as err:
+                raise ValueError("dropout must be in [0, 1): 1.5\nsee params.yaml") from err
+        except ValueError:
+            return traceback.format_exc()
+
+    # submitit's FailedJobError text: a header, the trace, a footer
+    message = (f"Job (task=0) failed during processing with trace:\n----------------------\n{raised_in_a_job()}\n"
+               "----------------------\nYou can check full logs with 'job.stderr(0)' and 'job.stdout(0)'")
+    assert _cause(message) == "ValueError: dropout must be in [0, 1): 1.5"
+    assert _cause("Job 12 (task: 0) with path /x/12_0_result.pkl\nhas not produced any output (state: TIMEOUT)") == \
+        "Job 12 (task: 0) with path /x/12_0_result.pkl"
+    assert _cause("") == "no message"
 
 
 def test_grid_params_are_checked_at_the_boundary():

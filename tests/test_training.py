@@ -187,7 +187,7 @@ def test_output_init_kaiming_keeps_the_papers_initialisation_and_bad_values_fail
 
 
 def test_validation_scores_a_copy_with_precise_batchnorm_statistics():
-    from midlevel_emotion.training import _inference_model
+    from midlevel_emotion.training import inference_model
     torch.manual_seed(0)
     from midlevel_emotion.models import build_model
     model = build_model("a2mid")
@@ -195,11 +195,11 @@ def test_validation_scores_a_copy_with_precise_batchnorm_statistics():
     config = train_config(crop_seconds=1.0, precise_bn=True)
     bn = model.trunk.features[1]
     running_before = bn.running_mean.clone()
-    scored = _inference_model(model, clips, config, mean=0.0, std=1.0, device="cpu")
+    scored = inference_model(model, clips, config, mean=0.0, std=1.0, device="cpu")
     # The training model keeps its running averages; the scored copy has re-estimated ones
     assert scored is not model and torch.equal(bn.running_mean, running_before)
     assert not torch.allclose(scored.trunk.features[1].running_mean, running_before)
-    assert _inference_model(model, clips, train_config(crop_seconds=1.0, precise_bn=False), mean=0.0, std=1.0,
+    assert inference_model(model, clips, train_config(crop_seconds=1.0, precise_bn=False), mean=0.0, std=1.0,
                             device="cpu") is model
 
 

@@ -237,9 +237,16 @@ def _run_on_slurm(tasks: Sequence[RunTask], settings: GridSettings, *, desc: str
 
 
 def _cause(message: str) -> str:
-    """The exception line of a failed job's trace (``ValueError: ...``), else its first line."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    trace = lines[lines.index("Traceback (most recent call last):"):] if "Traceback (most recent call last):" in lines else []
-    ends = [line for line in trace if not line.startswith(("File ", "^", "-", "~")) and ":" in line
-            and line.split(":", 1)[0].replace(".", "").replace("_", "").isalnum()]
-    return ends[-1] if ends else (lines[0] if lines else "no message")
+    """The exception line (``ValueError: ...``) of the trace in a failed job's error, else its first line.
+
+    submitit keeps a failed job's trace only as text (its pickled outcome is ``("error", trace)``).
+    In Python's traceback format every frame line is indented, so the exception is the first
+    unindented line after the last ``Traceback`` header (the last one: the exception raised).
+    """
+    lines = message.splitlines()
+    headers = [i for i, line in enumerate(lines) if line.strip() == "Traceback (most recent call last):"]
+    if headers:
+        for line in lines[headers[-1] + 1:]:
+            if line.strip() and not line[0].isspace():
+                return line.strip()
+    return next((line.strip() for line in lines if line.strip()), "no message")

@@ -29,7 +29,7 @@ import csv
 import json
 import math
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from .parallel import map_tasks
 
 __all__ = [
     "write_spectrogram_store",
+    "write_store_from_arrays",
     "build_spectrogram_stores",
     "collect_signal_paths",
     "SpectrogramStore",
@@ -100,15 +101,22 @@ def _compute_clip(task: tuple[str, str, str, int, int, SpectrogramSettings]) -> 
     out = np.load(array_path, mmap_mode="r+")
     out[start : start + n_frames] = spec
     del out
-    # Per-clip count/mean/sum of squared deviations in float64, merged later with Chan's
-    # formula: stable for ~10^8 values. (No np.dot here: a BLAS call wakes OpenBLAS's
-    # spinning threads, which slowed every later step.)
+    return _moments(spec)
+
+
+def _moments(spec: np.ndarray) -> tuple[int, float, float]:
+    """One clip's count, mean and sum of squared deviations, in float64.
+
+    Merged later with Chan's formula (:func:`_merge_moments`): stable for ~10^8 values.
+    (No np.dot here: a BLAS call wakes OpenBLAS's spinning threads, which slowed every
+    later step.)
+    """
     mean = float(spec.mean(dtype=np.float64))
     deviation = spec.astype(np.float64) - mean
     return spec.size, mean, float(np.square(deviation).sum())
 
 
-def _merge_moments(parts: list[tuple[int, float, float]]) -> tuple[int, float, float]:
+def _merge_moments(parts: Iterable[tuple[int, float, float]]) -> tuple[int, float, float]:
     """Combine (count, mean, M2) triples (Chan et al.'s parallel variance update)."""
     n, mean, m2 = 0, 0.0, 0.0
     for n_b, mean_b, m2_b in parts:
@@ -159,8 +167,7 @@ def write_spectrogram_store(
         raise ValueError(f"no clips to write to {out_dir}")
     clip_ids = sorted(signal_paths)  # stable order, independent of discovery order
     for clip_id in clip_ids:
-        if not clip_id or clip_id != clip_id.strip() or any(c in clip_id for c in ",\"\r\n"):
-            raise ValueError(f"clip id {clip_id!r} cannot be stored in {STORE_INDEX}")
+        _check_clip_id(clip_id)
     n_bins = logarithmic_filterbank(settings.sample_rate, settings.frame_size, settings.bands_per_octave,
                                     settings.fmin, settings.fmax).shape[1]
 
@@ -187,25 +194,87 @@ def write_spectrogram_store(
                  for i, clip_id in enumerate(clip_ids)]
         moments = map_tasks(_compute_clip, tasks, jobs=jobs, desc=f"spectrograms {out_dir.name}",
                             progress=progress)
-        n_values, mean, m2 = _merge_moments(moments)
-
-        with open(tmp_dir / STORE_INDEX, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow(_INDEX_COLUMNS)
-            writer.writerows(zip(clip_ids, starts, counts))
-        stats = {
-            "mean": mean,
-            "std": math.sqrt(m2 / n_values),
-            "n_frames": total,
-            "n_bins": int(n_bins),
-            "n_clips": len(clip_ids),
-            **settings.as_dict(),
-        }
-        write_json(tmp_dir / STORE_STATS, stats)
-        replace_dir(tmp_dir, out_dir)
+        stats = _finish_store(tmp_dir, out_dir, clip_ids, starts, counts, _merge_moments(moments), int(n_bins),
+                              settings.as_dict())
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
+    return stats
+
+
+def write_store_from_arrays(spectrograms: Mapping[str, np.ndarray], out_dir: Path | str,
+                            parameters: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write spectrograms already in memory as one store (the layout above).
+
+    For stores made without audio (benchmarks, tests); the ``spectrogram`` stage uses
+    :func:`write_spectrogram_store`.
+
+    Parameters
+    ----------
+    spectrograms : Mapping[str, np.ndarray]
+        ``clip_id -> (n_frames, n_bins)`` array; every clip has the same ``n_bins``.
+    out_dir : Path
+        Store directory to create (replaced atomically if it exists).
+    parameters : Mapping, optional
+        Recorded in ``stats.json`` next to the moments (e.g. the spectrogram's parameters).
+
+    Returns
+    -------
+    dict
+        The content of ``stats.json``.
+    """
+    out_dir = Path(out_dir)
+    if not spectrograms:
+        raise ValueError(f"no clips to write to {out_dir}")
+    clip_ids = sorted(spectrograms)
+    for clip_id in clip_ids:
+        _check_clip_id(clip_id)
+    arrays = [np.asarray(spectrograms[clip_id], dtype=np.float32) for clip_id in clip_ids]
+    n_bins = arrays[0].shape[1] if arrays[0].ndim == 2 else -1
+    for clip_id, array in zip(clip_ids, arrays):
+        if array.ndim != 2 or array.shape[1] != n_bins or len(array) == 0:
+            raise ValueError(f"clip {clip_id!r}: spectrogram of shape {array.shape}, expected (n_frames > 0, {n_bins})")
+    counts = [len(array) for array in arrays]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).tolist()
+    tmp_dir = staging_dir(out_dir)
+    try:
+        data = np.lib.format.open_memmap(tmp_dir / STORE_ARRAY, mode="w+", dtype=np.float32,
+                                         shape=(sum(counts), n_bins))
+        for start, array in zip(starts, arrays):
+            data[start:start + len(array)] = array
+        data.flush()
+        del data
+        stats = _finish_store(tmp_dir, out_dir, clip_ids, starts, counts, _merge_moments(map(_moments, arrays)), n_bins,
+                              dict(parameters or {}))
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return stats
+
+
+def _check_clip_id(clip_id: str) -> None:
+    if not clip_id or clip_id != clip_id.strip() or any(c in clip_id for c in ",\"\r\n"):
+        raise ValueError(f"clip id {clip_id!r} cannot be stored in {STORE_INDEX}")
+
+
+def _finish_store(tmp_dir: Path, out_dir: Path, clip_ids: list[str], starts: list[int], counts: list[int],
+                  moments: tuple[int, float, float], n_bins: int, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Write the index and the statistics next to a filled array, then move the store into place."""
+    with open(tmp_dir / STORE_INDEX, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(_INDEX_COLUMNS)
+        writer.writerows(zip(clip_ids, starts, counts))
+    n_values, mean, m2 = moments
+    stats = {
+        "mean": mean,
+        "std": math.sqrt(m2 / n_values),
+        "n_frames": int(sum(counts)),
+        "n_bins": n_bins,
+        "n_clips": len(clip_ids),
+        **parameters,
+    }
+    write_json(tmp_dir / STORE_STATS, stats)
+    replace_dir(tmp_dir, out_dir)
     return stats
 
 

@@ -354,7 +354,7 @@ def recenter_output_bias(model: torch.nn.Module, train_set: ClipSet, *, mean: fl
     return delta
 
 
-def _inference_model(model: torch.nn.Module, train_set: ClipSet, config: TrainConfig, *, mean: float, std: float,
+def inference_model(model: torch.nn.Module, train_set: ClipSet, config: TrainConfig, *, mean: float, std: float,
                      device: str | torch.device) -> torch.nn.Module:
     """The model as it would be kept if this epoch were the best one.
 
@@ -470,7 +470,7 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
             losses.append(train_step(kind, model, optimizer, scaler, x, y, config))
         # float64 mean of the float32 losses: the same number per-step .item() calls gave
         train_loss = float(np.mean(torch.stack(losses).cpu().numpy().astype(np.float64))) if losses else float("nan")
-        scored = _inference_model(model, train_set, config, mean=mean, std=std, device=device)
+        scored = inference_model(model, train_set, config, mean=mean, std=std, device=device)
         val_pred = predict(scored, validation_set.spectrograms, mean=mean, std=std, crop_frames=n_frames,
                            hop_frames=config.hop_frames, device=device, precision=config.precision)
         val_r = _mean_r(validation_set.targets, val_pred)
