@@ -18,7 +18,7 @@ import yaml
 
 from midlevel_emotion.checkpoints import load_checkpoint
 from midlevel_emotion.fingerprint import state_digest
-from midlevel_emotion.grid import GridSettings, _cause, threads_per_run
+from midlevel_emotion.grid import GridSettings, _cause, runs_at_once, threads_per_run
 from midlevel_emotion.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,6 +175,24 @@ def test_grid_params_are_checked_at_the_boundary():
     del params["grid"]["slurm"]["partition"]
     with pytest.raises(ParamsError, match="missing key 'grid.slurm.partition'"):
         GridSettings.from_params(params)
+
+
+@pytest.mark.parametrize("jobs, reproducible, cores, n_tasks, expected", [
+    (0, True, 2, 10, 1),     # the reproducible mode's 2 threads fill 2 cores: one after another
+    (0, True, 16, 10, 8),    # ... and 16 cores hold 8 such runs
+    (0, True, 16, 3, 3),     # never more workers than runs
+    (0, False, 2, 10, 2),    # torch's own mode on a CPU: one run (of one thread) per core
+    (3, True, 2, 10, 3),     # a number is taken as given
+    (1, False, 16, 10, 1),
+])
+def test_jobs_0_runs_as_many_at_once_as_fill_the_machine(monkeypatch, jobs, reproducible, cores, n_tasks, expected):
+    import torch
+
+    import midlevel_emotion.parallel
+
+    monkeypatch.setattr(midlevel_emotion.parallel, "resolve_jobs", lambda n: n or cores)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    assert runs_at_once(GridSettings("local", jobs, reproducible, {}), n_tasks) == expected
 
 
 def test_reproducible_runs_keep_their_threads_however_many_run_at_once():

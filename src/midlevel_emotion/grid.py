@@ -4,8 +4,10 @@ A training stage's runs are independent (A2E and Joint: one per seed; ``train_a2
 networks): each has its own seed, split, crops, early stopping and checkpoint. ``grid`` in
 params.yaml says where they run:
 
-- ``executor: local``, ``jobs: 1`` (default): one after another in the stage's process, with
-  live training curves and a per-epoch progress bar.
+- ``executor: local``, ``jobs: 1``: one after another in the stage's process, with live
+  training curves and a per-epoch progress bar.
+- ``executor: local``, ``jobs: 0`` (default): as many at a time as fill the machine
+  (:func:`runs_at_once`); on 2 cores in the reproducible mode that is one, as ``jobs: 1``.
 - ``executor: local``, ``jobs: N``: N runs at a time in worker processes. In the reproducible
   mode each keeps the mode's fixed thread count, so every run is bit for bit the run it is
   alone; otherwise each gets ``cores // N`` threads (and so the numbers a solo run with that
@@ -64,7 +66,7 @@ class GridSettings:
         if self.executor not in EXECUTORS:
             raise ValueError(f"grid.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 0:
-            raise ValueError(f"grid.jobs must be an integer >= 0 (0 = one per core), got {self.jobs!r}")
+            raise ValueError(f"grid.jobs must be an integer >= 0 (0 = as many as fill the machine), got {self.jobs!r}")
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> "GridSettings":
@@ -168,7 +170,7 @@ def run_grid(tasks: Sequence[RunTask], settings: GridSettings, *, desc: str, pro
     """
     if settings.executor == "slurm":
         outcomes = _run_on_slurm(tasks, settings, desc=desc, progress=progress)
-    elif settings.jobs == 1 or len(tasks) <= 1:
+    elif runs_at_once(settings, len(tasks)) == 1:
         return [run_task(task, progress=progress, on_epoch=curves(task) if curves else None) for task in tasks]
     else:
         outcomes = _run_in_workers(tasks, settings, desc=desc, progress=progress)
@@ -178,6 +180,28 @@ def run_grid(tasks: Sequence[RunTask], settings: GridSettings, *, desc: str, pro
             for row in outcome.history:
                 log(dict(row))
     return outcomes
+
+
+def runs_at_once(settings: GridSettings, n_tasks: int) -> int:
+    """How many of ``n_tasks`` local runs train at a time: ``grid.jobs``, or with 0 as many as fill the machine.
+
+    0 chooses by what ``benchmarks/train.py`` measured on 2 cores: one run per core with one
+    thread each beat one run with both threads (1.15x the throughput, torch's own mode), while
+    runs beyond the cores slowed everything (two reproducible runs of 2 threads each on 2 cores:
+    0.68x). So: the reproducible mode, whose runs keep their 2 threads, fits ``cores // 2``
+    runs; otherwise one run per GPU where there are GPUs (not measured), else one per core.
+    """
+    from .parallel import resolve_jobs
+
+    if settings.jobs:
+        jobs = settings.jobs
+    elif settings.reproducible:
+        jobs = resolve_jobs(0) // REPRODUCIBLE_THREADS
+    else:
+        import torch
+
+        jobs = torch.cuda.device_count() or resolve_jobs(0)
+    return max(1, min(jobs, n_tasks))
 
 
 def threads_per_run(settings: GridSettings, jobs: int) -> int:
@@ -191,9 +215,9 @@ def threads_per_run(settings: GridSettings, jobs: int) -> int:
 
 def _run_in_workers(tasks: Sequence[RunTask], settings: GridSettings, *, desc: str,
                     progress: bool) -> list[RunResult]:
-    from .parallel import map_tasks, resolve_jobs
+    from .parallel import map_tasks
 
-    jobs = min(resolve_jobs(settings.jobs), len(tasks))
+    jobs = runs_at_once(settings, len(tasks))
     threads = threads_per_run(settings, jobs)
     placed = [dataclasses.replace(task, threads=threads, reproducible=settings.reproducible, gpu_index=k)
               for k, task in enumerate(tasks)]
