@@ -123,3 +123,19 @@ def test_an_unknown_revision_is_a_one_line_error(repo):
     with pytest.raises(CheckError, match="revision 'nope'"):
         check_against_revision("nope", repo=repo, results_dir=repo / "results",
                                headline_path=repo / "metrics" / "headline.json", rules=RULES)
+
+
+def test_the_corpus_is_read_from_params_or_named_as_missing(tmp_path):
+    from midlevel_emotion.check import _corpus
+
+    params = tmp_path / "params.yaml"
+    params.write_text("data:\n  source: synthetic\n")
+    assert _corpus(params) == "synthetic"
+    params.write_text("train: {}\n")
+    with pytest.raises(CheckError, match=r"params.yaml: missing key 'data.source' \(use --mode paper\|embedded\)"):
+        _corpus(params)
+    params.write_text("data: [unclosed\n")
+    with pytest.raises(CheckError, match=r"params.yaml: cannot read data.source"):
+        _corpus(params)
+    with pytest.raises(CheckError, match="params file not found"):
+        _corpus(tmp_path / "absent.yaml")

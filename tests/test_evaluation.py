@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from midlevel_emotion.headline import flat
+from midlevel_emotion.params import flatten
 import pytest
 from scipy import stats
 
@@ -386,7 +386,7 @@ def test_metrics_have_no_lists_and_stage_script_writes_outputs(tmp_path):
     assert "joint" not in written["explanation_truth"]  # no checkpoints: reported, not scored
     assert "## Table 2" in report.read_text()
     headline = json.loads((tmp_path / "metrics" / "headline.json").read_text())
-    assert list_paths(headline) == [] and len(flat(headline)) <= 40
+    assert list_paths(headline) == [] and len(flatten(headline)) <= 40
     assert headline["a2e"]["r_avg"]["mean"] == written["table2"]["a2e"]["average"]["mean"]
     assert headline["coe_joint"]["average"] == written["table2"]["coe_joint"]["average"]["mean"]
     assert headline["planted_truth"]["mid2e"]["weight_correlation"] == pytest.approx(1.0)

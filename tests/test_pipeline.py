@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from midlevel_emotion.params import flatten
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
@@ -163,14 +165,10 @@ def test_soundtracks_only_profile_trains_a2e_and_says_what_did_not_run(tmp_path)
     assert "not run" in report
 
 
-def _leaves(tree: dict, prefix: str = "") -> dict[str, float]:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_leaves(value, f"{prefix}{key}."))
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[f"{prefix}{key}"] = value
-    return out
+def _leaves(tree: dict) -> dict[str, float]:
+    """The numbers of a metrics file, by dotted key."""
+    return {key: value for key, value in flatten(tree).items()
+            if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
 def test_a_queued_bf16_experiment_agrees_with_fp32_on_every_headline_metric(tmp_path):

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from .collect import collect
-from .headline import HIGHER_IS_BETTER, flat, per_run
+from .headline import HIGHER_IS_BETTER, per_run
+from .params import ParamsError, flatten, load_params, section
 
 
 class CheckError(ValueError):
@@ -103,7 +104,7 @@ def paper_band(rule: Mapping[str, Any], reference: Mapping[str, Any], tolerance:
 
 def check_paper(headline: Mapping[str, Any], reference: Mapping[str, Any], rules: Mapping[str, Any]) -> Verdict:
     """Every headline value the paper has a number for, with its band: within or outside."""
-    values = flat(headline)
+    values = flatten(headline)
     spec = rules["paper"]
     verdict = Verdict("Against the paper", f"Band = {spec['why']} Table 3: {spec['feature_average_why']}.",
                       ["row", "ours", "band", "from", "result"])
@@ -124,7 +125,7 @@ def check_paper(headline: Mapping[str, Any], reference: Mapping[str, Any], rules
 
 def check_embedded(headline: Mapping[str, Any], rules: Mapping[str, Any]) -> Verdict:
     """The synthetic corpus: planted-truth recovery and the embedded run's expectations."""
-    values = flat(headline)
+    values = flatten(headline)
     spec = rules["embedded"]
     verdict = Verdict("Embedded synthetic corpus (not comparable with the paper)", spec["why"],
                       ["row", "ours", "expected", "result"])
@@ -194,7 +195,7 @@ def compare_revisions(old_runs: Mapping[str, pd.Series], new_runs: Mapping[str, 
     verdict = Verdict(f"{new_name} against {old_name}", spec["why"],
                       ["row", old_name, new_name, "Δ", "runs", "p", "verdict"])
     rows = [(name, old_runs.get(name), new_runs.get(name)) for name in sorted(set(old_runs) | set(new_runs))]
-    old_flat, new_flat = flat(old_headline), flat(new_headline)
+    old_flat, new_flat = flatten(old_headline), flatten(new_headline)
     for name in sorted(k for k in set(old_flat) | set(new_flat) if k.startswith("planted_truth.")):
         rows.append((name, old_flat.get(name), new_flat.get(name)))
     for name, old, new in rows:
@@ -275,8 +276,10 @@ def _corpus(params_path: Path) -> str:
     import yaml
 
     try:
-        return str((yaml.safe_load(Path(params_path).read_text(encoding="utf-8")) or {})["data"]["source"])
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return str(section(load_params(params_path), "data.source"))
+    except ParamsError as err:
+        raise CheckError(f"{err} (use --mode paper|embedded)") from None
+    except (OSError, yaml.YAMLError):
         raise CheckError(f"{params_path}: cannot read data.source (use --mode paper|embedded)") from None
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .collect import Collected
 from .results import group_mse
-from .statistics import BASELINE, COE_ROWS, mean_std, run_averages
+from .statistics import BASELINE, COE_ROWS, run_averages
 
 #: Models with an average-r row: key (as in :data:`midlevel_emotion.collect.MODELS`) ->
 #: (model in the records, target group) for its MSE ratio.
@@ -98,19 +98,3 @@ def per_run(collected: Collected) -> dict[str, pd.Series]:
             if model in averages:
                 rows[f"{key}.average"] = averages[BASELINE] - averages[model].reindex(averages[BASELINE].index)
     return {name: series.sort_index().astype(np.float64) for name, series in rows.items()}
-
-
-def flat(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a2e": {"r_avg": {"mean": .7}}}`` -> ``{"a2e.r_avg.mean": .7}``."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def summary(values: pd.Series) -> dict[str, Any]:
-    """Mean and std over runs, as in the headline file."""
-    return mean_std(values.to_numpy())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,21 @@ def section(params: dict[str, Any], dotted_key: str) -> Any:
             raise ParamsError(f"{params.get('_path', 'params.yaml')}: missing key '{dotted_key}'")
         value = value[part]
     return value
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"max_epochs": 199}}`` -> ``{"train.max_epochs": 199}``.
+
+    The dotted keys of :func:`section`, of ``dvc exp run -S`` and of the headline metrics;
+    lists and empty mappings are values.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def spectrogram_settings(params: dict[str, Any]) -> SpectrogramSettings:

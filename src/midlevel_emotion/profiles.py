@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
 from .fileio import write_text
-from .params import ParamsError
+from .params import ParamsError, flatten
 
 PROFILE_DIR = Path("profiles")
 
@@ -31,17 +31,6 @@ def profile_path(name_or_path: str | Path, profile_dir: Path = PROFILE_DIR) -> P
         known = sorted(p.stem for p in Path(profile_dir).glob("*.yaml"))
         raise ParamsError(f"{path}: no such profile (known: {', '.join(known) or 'none'})")
     return path
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"max_epochs": 199}}`` -> ``{"train.max_epochs": 199}`` (lists are values)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
