@@ -290,6 +290,8 @@ def test_a_store_written_from_arrays_is_the_store_written_from_signals(tmp_path,
         assert (tmp_path / "arrays_store" / name).read_bytes() == (tmp_path / "signals_store" / name).read_bytes()
     with pytest.raises(ValueError, match="clip 'b': spectrogram of shape \\(3,\\), expected"):
         write_store_from_arrays({"a": spectrograms["a"], "b": np.zeros(3)}, tmp_path / "bad")
+    with pytest.raises(ValueError, match="clip 'a': spectrogram of shape \\(3,\\), expected \\(n_frames > 0, n_bins\\)"):
+        write_store_from_arrays({"a": np.zeros(3), "b": spectrograms["b"]}, tmp_path / "bad")
     with pytest.raises(ValueError, match="clip id 'a,b' cannot be stored"):
         write_store_from_arrays({"a,b": spectrograms["a"]}, tmp_path / "bad")
     assert not (tmp_path / "bad").exists()

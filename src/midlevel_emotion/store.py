@@ -230,10 +230,11 @@ def write_store_from_arrays(spectrograms: Mapping[str, np.ndarray], out_dir: Pat
     for clip_id in clip_ids:
         _check_clip_id(clip_id)
     arrays = [np.asarray(spectrograms[clip_id], dtype=np.float32) for clip_id in clip_ids]
-    n_bins = arrays[0].shape[1] if arrays[0].ndim == 2 else -1
+    n_bins = arrays[0].shape[1] if arrays[0].ndim == 2 else None
     for clip_id, array in zip(clip_ids, arrays):
         if array.ndim != 2 or array.shape[1] != n_bins or len(array) == 0:
-            raise ValueError(f"clip {clip_id!r}: spectrogram of shape {array.shape}, expected (n_frames > 0, {n_bins})")
+            width = "n_bins" if n_bins is None else n_bins
+            raise ValueError(f"clip {clip_id!r}: spectrogram of shape {array.shape}, expected (n_frames > 0, {width})")
     counts = [len(array) for array in arrays]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).tolist()
     tmp_dir = staging_dir(out_dir)
