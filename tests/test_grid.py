@@ -18,7 +18,7 @@ import yaml
 
 from midlevel_emotion.checkpoints import load_checkpoint
 from midlevel_emotion.fingerprint import state_digest
-from midlevel_emotion.grid import GridSettings, _cause, runs_at_once, threads_per_run
+from midlevel_emotion.grid import GridSettings, _cause, run_device, runs_at_once, threads_per_run
 from midlevel_emotion.params import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -193,6 +193,20 @@ def test_jobs_0_runs_as_many_at_once_as_fill_the_machine(monkeypatch, jobs, repr
     monkeypatch.setattr(midlevel_emotion.parallel, "resolve_jobs", lambda n: n or cores)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     assert runs_at_once(GridSettings("local", jobs, reproducible, {}), n_tasks) == expected
+
+
+def test_with_gpus_runs_go_one_per_gpu_round_robin(monkeypatch):
+    # the GPU code path on a CPU-only machine: torch is told there are 3 GPUs
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    assert runs_at_once(GridSettings("local", 0, False, {}), 10) == 3
+    assert runs_at_once(GridSettings("local", 0, False, {}), 2) == 2
+    assert [str(run_device(k)) for k in (0, 1, 2, 5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:2"]
+    assert str(run_device(None)) == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert str(run_device(4)) == "cpu"
 
 
 def test_reproducible_runs_keep_their_threads_however_many_run_at_once():

@@ -100,6 +100,16 @@ def test_a_cpu_without_native_bf16_gets_a_warning(monkeypatch):
     assert precision.check("bf16", CPU, reproducible=False) is None
 
 
+def test_a_gpu_before_ampere_gets_a_warning_for_bf16_and_none_for_fp16(monkeypatch):
+    gpu = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    warning = precision.check("bf16", gpu, reproducible=False)
+    assert warning and "this GPU has no native bf16" in warning
+    assert precision.check("fp16", gpu, reproducible=False) is None  # fp16 is for GPUs
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    assert precision.check("bf16", gpu, reproducible=False) is None
+
+
 def test_training_batches_go_to_a_gpu_from_pinned_memory_without_waiting(monkeypatch):
     # the CUDA branch of the input pipeline, on a CPU-only machine: record what it asks torch for
     from midlevel_emotion import training

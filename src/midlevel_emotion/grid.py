@@ -39,6 +39,7 @@ from .params import ParamsError, section
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
 
     from .training import TrainConfig
 
@@ -127,11 +128,9 @@ def run_task(task: RunTask, progress: bool = False,
     from . import results
     from .checkpoints import save_checkpoint
     from .store import SpectrogramStore
-    from .training import ClipSet, default_device, predict, train
+    from .training import ClipSet, predict, train
 
-    device = default_device()
-    if device.type == "cuda" and task.gpu_index is not None:
-        device = torch.device("cuda", task.gpu_index % torch.cuda.device_count())
+    device = run_device(task.gpu_index)
     store = SpectrogramStore.open(task.store)
 
     def clips(part: str) -> ClipSet:
@@ -202,6 +201,19 @@ def runs_at_once(settings: GridSettings, n_tasks: int) -> int:
 
         jobs = torch.cuda.device_count() or resolve_jobs(0)
     return max(1, min(jobs, n_tasks))
+
+
+def run_device(gpu_index: int | None) -> torch.device:
+    """Where a run trains: the CPU without a GPU, else GPU ``gpu_index`` modulo their count
+    (runs spread round-robin over the GPUs; None: torch's current GPU)."""
+    import torch
+
+    from .training import default_device
+
+    device = default_device()
+    if device.type == "cuda" and gpu_index is not None:
+        device = torch.device("cuda", gpu_index % torch.cuda.device_count())
+    return device
 
 
 def threads_per_run(settings: GridSettings, jobs: int) -> int:
