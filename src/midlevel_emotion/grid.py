@@ -123,7 +123,6 @@ def run_task(task: RunTask, progress: bool = False,
     if task.threads is not None:
         configure_cpu(task.reproducible, task.threads)  # before torch loads, in a fresh worker
     import numpy as np
-    import torch
 
     from . import results
     from .checkpoints import save_checkpoint
