@@ -20,6 +20,7 @@ from midlevel_emotion.models import (
     build_model,
     count_parameters,
     min_frames,
+    trunk_channels,
 )
 
 
@@ -97,6 +98,25 @@ def test_output_layers_are_the_linear_layers_after_the_trunk_in_forward_order(
     assert models["a2e"].output_layers()["emotions"] is models["a2e"].head
     assert models["joint"].output_layers()["midlevel"] is models["joint"].midlevel_layer
     assert models["a2mid2e"].output_layers()["emotions"] is models["a2mid2e"].emotion_layer
+
+
+def test_width_scales_every_convolution_and_one_is_figure_2() -> None:
+    assert trunk_channels(1.0) == (64, 64, 128, 128, 256, 256, 384, 512, 256)
+    narrow = trunk_channels(0.375)
+    assert narrow == (24, 24, 48, 48, 96, 96, 144, 192, 96)
+    model = build_model("joint", width=0.375).eval()
+    c = narrow
+    expected = (conv_bn(1, c[0], 5) + sum(conv_bn(a, b, 3) for a, b in zip(c[:7], c[1:8])) + conv_bn(c[7], c[8], 3))
+    assert count_parameters(model.trunk) == expected and model.trunk.out_features == 96
+    assert count_parameters(model) == expected + linear(96, 7) + linear(7, 8)
+    with torch.no_grad():
+        mid, emotions = model(spec(2, 40))
+    assert mid.shape == (2, 7) and emotions.shape == (2, 8)
+    for bad in (0, -0.5, 1.5, "half", True):
+        with pytest.raises(ValueError, match="width must be a number in \\(0, 1\\]"):
+            trunk_channels(bad)
+    with pytest.raises(ValueError, match="no channels"):
+        trunk_channels(0.001)
 
 
 def test_last_kernel_size_one_changes_count() -> None:

@@ -1,5 +1,7 @@
 """Training loop, crops, checkpoints and the protocol's splits."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -111,6 +113,18 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.pt: not a readable checkpoint"):
         load_checkpoint(tmp_path / "junk.pt")
+    assert meta["version"] == 2 and meta["architecture"]["width"] == SMALL.width
+    # a version-1 file (before train.width) has no width: it is a Figure 2 network and loads as one
+    wide = dataclasses.replace(SMALL, width=1.0)
+    from midlevel_emotion.models import build_model
+    save_checkpoint(path, build_model("joint").eval(), kind="joint", config=wide, spectrogram=spec,
+                    corpus="synthetic", seed=0, params_digest="abc")
+    old = torch.load(path, weights_only=True)
+    old["version"] = 1
+    del old["architecture"]["width"]
+    torch.save(old, tmp_path / "v1.pt")
+    model_v1, meta_v1 = load_checkpoint(tmp_path / "v1.pt")
+    assert model_v1.trunk.out_features == 256 and "width" not in meta_v1["architecture"]
     torch.save({"format": "midlevel-emotion-checkpoint", "version": 99}, tmp_path / "new.pt")
     with pytest.raises(CheckpointError, match="version 99 is not supported"):
         load_checkpoint(tmp_path / "new.pt")

@@ -232,8 +232,18 @@ def revision_tree(rev: str, paths: list[str], repo: Path, into: Path) -> Path:
     if archive.returncode != 0:
         reason = archive.stderr.decode(errors="replace").strip().splitlines()
         raise CheckError(f"revision {rev!r}: cannot read {', '.join(paths)} ({reason[-1] if reason else 'git failed'})")
+    # Regular files only, written one by one: extractall's safety filter (filter="data") is
+    # missing before Python 3.11.4 / 3.10.12, and Debian 12's python3 is 3.11.2.
+    root = into.resolve()
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(into, filter="data")
+        for member in tar:
+            if not member.isfile():
+                continue  # folders are made below; git archive writes no links of ours here
+            target = (root / member.name).resolve()
+            if not target.is_relative_to(root):
+                raise CheckError(f"revision {rev!r}: archive member {member.name!r} points outside the tree")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(tar.extractfile(member).read())
     return into
 
 

@@ -23,7 +23,10 @@ from .models import MODEL_KINDS, build_model
 from .training import TrainConfig
 
 CHECKPOINT_FORMAT = "midlevel-emotion-checkpoint"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+#: Versions :func:`load_checkpoint` reads. 2 added ``architecture.width``; a version-1 file is a
+#: Figure 2 network (width 1.0) and loads as such.
+READABLE_VERSIONS = (1, 2)
 
 
 def params_hash(params: dict) -> str:
@@ -45,8 +48,9 @@ def save_checkpoint(path: Path, model: torch.nn.Module, *, kind: str, config: Tr
 
     The file is a ``torch.save`` dict:
 
-    - ``format``/``version``: ``"midlevel-emotion-checkpoint"``, 1;
-    - ``kind``: a2e | a2mid | a2mid2e | joint; ``architecture``: last_kernel_size, dropout;
+    - ``format``/``version``: ``"midlevel-emotion-checkpoint"``, :data:`CHECKPOINT_VERSION`;
+    - ``kind``: a2e | a2mid | a2mid2e | joint; ``architecture``: last_kernel_size, dropout, width
+      (a file without width is a Figure 2 network, width 1.0);
     - ``midlevel_features``, ``emotions``: output names in order;
     - ``spectrogram``: sample_rate, frame_size, fps, bands_per_octave, fmin, fmax, mean, std;
     - ``input``: crop_seconds, crop_frames (the window the model hears), eval_hop_seconds;
@@ -58,7 +62,8 @@ def save_checkpoint(path: Path, model: torch.nn.Module, *, kind: str, config: Tr
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "kind": kind,
-        "architecture": {"last_kernel_size": config.last_kernel_size, "dropout": config.dropout},
+        "architecture": {"last_kernel_size": config.last_kernel_size, "dropout": config.dropout,
+                         "width": config.width},
         "midlevel_features": list(MIDLEVEL_FEATURES),
         "emotions": list(EMOTIONS),
         "spectrogram": dict(spectrogram),
@@ -81,7 +86,7 @@ class CheckpointError(ValueError):
 
 
 _CHECKPOINT_KEYS = ("kind", "architecture", "midlevel_features", "emotions", "spectrogram", "input", "state_dict")
-_ARCHITECTURE_KEYS = ("last_kernel_size", "dropout")
+_ARCHITECTURE_KEYS = ("last_kernel_size", "dropout", "width")  # no width: 1.0 (Figure 2)
 _POSITIVE_SPECTROGRAM_KEYS = ("sample_rate", "frame_size", "fps", "bands_per_octave", "fmax")
 _POSITIVE_INPUT_KEYS = ("crop_frames", "crop_seconds", "eval_hop_seconds")
 
@@ -160,9 +165,9 @@ def load_checkpoint(path: Path, device: str | torch.device = "cpu") -> tuple[tor
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a midlevel-emotion checkpoint")
-    if payload.get("version") != CHECKPOINT_VERSION:
+    if payload.get("version") not in READABLE_VERSIONS:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')} is not supported "
-                              f"(this midlevel-emotion reads version {CHECKPOINT_VERSION})")
+                              f"(this midlevel-emotion reads versions {', '.join(map(str, READABLE_VERSIONS))})")
     problem = _checkpoint_problem(payload)
     if problem is not None:
         raise CheckpointError(f"{path}: damaged or incompatible checkpoint: {problem}")

@@ -56,7 +56,7 @@ def probe(*, epochs: int = 1, clips: int = 16, crop_seconds: float = 3.0, seed: 
     # Every value spelled out: the probe is a fixed fingerprint, independent of params.yaml.
     config = TrainConfig(crop_seconds=crop_seconds, fps=31.25, batch_size=8, learning_rate=0.0005,
                          max_epochs=epochs, patience=epochs, eval_hop_seconds=6.0, midlevel_loss_weight=1.0,
-                         last_kernel_size=3, dropout=0.3, precise_bn=True, precise_bn_clips=min(8, n_train),
+                         last_kernel_size=3, width=1.0, dropout=0.3, precise_bn=True, precise_bn_clips=min(8, n_train),
                          output_init="train_mean", recenter_output_bias=False,
                          precision="fp32")
     result = train("joint", train_set, validation_set, mean=0.0, std=1.0, config=config, seed=seed,

@@ -3,6 +3,8 @@
 Every model reads a log-frequency spectrogram of shape (batch, 1, frames, 149)
 (time x frequency; 313 frames = 10 s at 31.25 fps) and shares the same trunk up to
 the adaptive average pooling, which turns any number of frames into 256 features.
+``width`` scales every convolution's channels (1.0, the default, is Figure 2; narrower
+trunks serve only the embedded default, see :func:`trunk_channels`).
 
 - ``A2E``          trunk -> Linear(256, 8)                        emotions (black box)
 - ``A2Mid``        trunk -> Linear(256, 7)                        mid-level features
@@ -31,7 +33,9 @@ import torch.nn as nn
 from .constants import EMOTIONS, MIDLEVEL_FEATURES, N_BINS
 
 N_FREQ_BINS = N_BINS  # logarithmic filterbank bins (SPEC "Preprocessing")
-TRUNK_FEATURES = 256  # width after AdaptiveAvgPool2d(1)
+TRUNK_FEATURES = 256  # width after AdaptiveAvgPool2d(1), at the paper's width
+#: Output channels of the trunk's nine convolutions in Figure 2 (width 1.0).
+PAPER_CHANNELS: tuple[int, ...] = (64, 64, 128, 128, 256, 256, 384, 512, TRUNK_FEATURES)
 MODEL_KINDS: tuple[str, ...] = ("a2e", "a2mid", "a2mid2e", "joint")
 
 
@@ -54,6 +58,27 @@ def min_frames(last_kernel_size: int = 3) -> int:
         Minimum number of frames.
     """
     return 8 * last_kernel_size - 1
+
+
+def trunk_channels(width: float = 1.0) -> tuple[int, ...]:
+    """Output channels of the nine convolutions: Figure 2's, times ``width``, rounded.
+
+    ``width`` 1.0 is the paper's network. Narrower trunks (``train.width`` in params.yaml)
+    only serve the embedded default, whose few hundred CPU steps cannot use the paper's
+    capacity: a convolution's cost grows with the product of its input and output channels,
+    so width 0.5 costs about a quarter per step (README "Performance").
+
+    Raises
+    ------
+    ValueError
+        When ``width`` is not in (0, 1] or leaves a layer without channels.
+    """
+    if not (isinstance(width, (int, float)) and not isinstance(width, bool) and 0.0 < width <= 1.0):
+        raise ValueError(f"width must be a number in (0, 1], got {width!r}")
+    channels = tuple(int(round(c * width)) for c in PAPER_CHANNELS)
+    if min(channels) < 1:
+        raise ValueError(f"width {width} leaves a convolution with no channels")
+    return channels
 
 
 def conv_bn_relu(c_in: int, c_out: int, kernel_size: int, stride: int = 1, padding: int = 0) -> list[nn.Module]:
@@ -89,32 +114,35 @@ class Trunk(nn.Module):
         Figure 2; the same lab's later re-implementation used 1 (a 1x1 conv).
     dropout : float
         Probability of the two Dropout layers that follow the max pools (paper: 0.3).
+    width : float
+        Channel multiplier (:func:`trunk_channels`); 1.0 is Figure 2.
     """
 
-    def __init__(self, last_kernel_size: int = 3, dropout: float = 0.3) -> None:
+    def __init__(self, last_kernel_size: int = 3, dropout: float = 0.3, width: float = 1.0) -> None:
         super().__init__()
         if last_kernel_size < 1:
             raise ValueError(f"last_kernel_size must be >= 1, got {last_kernel_size}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        c1, c2, c3, c4, c5, c6, c7, c8, c9 = trunk_channels(width)
         self.last_kernel_size = last_kernel_size
         self.min_frames = min_frames(last_kernel_size)
-        self.out_features = TRUNK_FEATURES
+        self.out_features = c9
         self.features = nn.Sequential(
-            *conv_bn_relu(1, 64, 5, stride=2, padding=2),  # 1
-            *conv_bn_relu(64, 64, 3, padding=1),  # 2
+            *conv_bn_relu(1, c1, 5, stride=2, padding=2),  # 1: 64 channels at width 1
+            *conv_bn_relu(c1, c2, 3, padding=1),  # 2: 64
             nn.MaxPool2d(2),
             nn.Dropout(dropout),
-            *conv_bn_relu(64, 128, 3, padding=1),  # 3
-            *conv_bn_relu(128, 128, 3, padding=1),  # 4
+            *conv_bn_relu(c2, c3, 3, padding=1),  # 3: 128
+            *conv_bn_relu(c3, c4, 3, padding=1),  # 4: 128
             nn.MaxPool2d(2),
             nn.Dropout(dropout),
-            *conv_bn_relu(128, 256, 3, padding=1),  # 5
-            *conv_bn_relu(256, 256, 3, padding=1),  # 6
-            *conv_bn_relu(256, 384, 3, padding=1),  # 7
-            *conv_bn_relu(384, 512, 3, padding=1),  # 8
-            # 9: Figure 2 has a 3x3 conv without padding here; the lab's later code uses 1x1.
-            *conv_bn_relu(512, TRUNK_FEATURES, last_kernel_size, padding=0),
+            *conv_bn_relu(c4, c5, 3, padding=1),  # 5: 256
+            *conv_bn_relu(c5, c6, 3, padding=1),  # 6: 256
+            *conv_bn_relu(c6, c7, 3, padding=1),  # 7: 384
+            *conv_bn_relu(c7, c8, 3, padding=1),  # 8: 512
+            # 9: 256; Figure 2 has a 3x3 conv without padding here; the lab's later code uses 1x1.
+            *conv_bn_relu(c8, c9, last_kernel_size, padding=0),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.apply(init_weights)
@@ -132,7 +160,7 @@ class Trunk(nn.Module):
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, 1, frames, 149) -> (batch, 256)."""
+        """(batch, 1, frames, 149) -> (batch, out_features): 256 at width 1."""
         self.check_input(x)
         return self.pool(self.features(x)).flatten(1)
 
@@ -144,10 +172,10 @@ class _TrunkAndHead(nn.Module):
     group: str  # "emotions" or "midlevel": the name output_layers() gives the head
     output_names: tuple[str, ...]
 
-    def __init__(self, last_kernel_size: int = 3, dropout: float = 0.3) -> None:
+    def __init__(self, last_kernel_size: int = 3, dropout: float = 0.3, width: float = 1.0) -> None:
         super().__init__()
-        self.trunk = Trunk(last_kernel_size, dropout)
-        self.head = nn.Linear(TRUNK_FEATURES, len(self.output_names))
+        self.trunk = Trunk(last_kernel_size, dropout, width)
+        self.head = nn.Linear(self.trunk.out_features, len(self.output_names))
         init_weights(self.head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -182,9 +210,9 @@ class A2Mid2E(nn.Module):
     kind = "a2mid2e"
     output_names: tuple[tuple[str, ...], tuple[str, ...]] = (MIDLEVEL_FEATURES, EMOTIONS)
 
-    def __init__(self, last_kernel_size: int = 3, dropout: float = 0.3) -> None:
+    def __init__(self, last_kernel_size: int = 3, dropout: float = 0.3, width: float = 1.0) -> None:
         super().__init__()
-        self.a2mid = A2Mid(last_kernel_size, dropout)
+        self.a2mid = A2Mid(last_kernel_size, dropout, width)
         self.emotion_layer = nn.Linear(len(MIDLEVEL_FEATURES), len(EMOTIONS))
         init_weights(self.emotion_layer)
         self.emotion_layer.requires_grad_(False)
@@ -235,10 +263,10 @@ class A2Mid2EJoint(nn.Module):
     kind = "joint"
     output_names: tuple[tuple[str, ...], tuple[str, ...]] = (MIDLEVEL_FEATURES, EMOTIONS)
 
-    def __init__(self, last_kernel_size: int = 3, dropout: float = 0.3) -> None:
+    def __init__(self, last_kernel_size: int = 3, dropout: float = 0.3, width: float = 1.0) -> None:
         super().__init__()
-        self.trunk = Trunk(last_kernel_size, dropout)
-        self.midlevel_layer = nn.Linear(TRUNK_FEATURES, len(MIDLEVEL_FEATURES))
+        self.trunk = Trunk(last_kernel_size, dropout, width)
+        self.midlevel_layer = nn.Linear(self.trunk.out_features, len(MIDLEVEL_FEATURES))
         self.emotion_layer = nn.Linear(len(MIDLEVEL_FEATURES), len(EMOTIONS))
         init_weights(self.midlevel_layer)
         init_weights(self.emotion_layer)
@@ -252,7 +280,7 @@ class A2Mid2EJoint(nn.Module):
         return {"midlevel": self.midlevel_layer, "emotions": self.emotion_layer}
 
 
-def build_model(kind: str, *, last_kernel_size: int = 3, dropout: float = 0.3) -> nn.Module:
+def build_model(kind: str, *, last_kernel_size: int = 3, dropout: float = 0.3, width: float = 1.0) -> nn.Module:
     """Construct one of the four networks by name.
 
     Parameters
@@ -263,6 +291,8 @@ def build_model(kind: str, *, last_kernel_size: int = 3, dropout: float = 0.3) -
         Kernel of the trunk's last conv (3 = paper's Figure 2, 1 = the lab's later code).
     dropout : float
         Dropout probability in the trunk.
+    width : float
+        Channel multiplier of the trunk (1.0 = Figure 2; see :func:`trunk_channels`).
 
     Returns
     -------
@@ -274,7 +304,7 @@ def build_model(kind: str, *, last_kernel_size: int = 3, dropout: float = 0.3) -
     classes = {"a2e": A2E, "a2mid": A2Mid, "a2mid2e": A2Mid2E, "joint": A2Mid2EJoint}
     if kind not in classes:
         raise ValueError(f"unknown model kind {kind!r}; expected one of {MODEL_KINDS}")
-    return classes[kind](last_kernel_size=last_kernel_size, dropout=dropout)
+    return classes[kind](last_kernel_size=last_kernel_size, dropout=dropout, width=width)
 
 
 def count_parameters(model: nn.Module) -> int:

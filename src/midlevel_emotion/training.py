@@ -34,7 +34,7 @@ from .scores import fit_linear, pearson
 
 #: The ``train`` params that become :class:`TrainConfig` fields of the same name.
 TRAIN_KEYS = ("crop_seconds", "batch_size", "learning_rate", "max_epochs", "patience", "eval_hop_seconds",
-              "last_kernel_size", "dropout", "precise_bn", "precise_bn_clips", "output_init",
+              "last_kernel_size", "width", "dropout", "precise_bn", "precise_bn_clips", "output_init",
               "recenter_output_bias", "precision")
 
 
@@ -55,6 +55,7 @@ class TrainConfig:
     eval_hop_seconds: float
     midlevel_loss_weight: float | None  # Joint only (train_joint): weight * MSE(mid) + MSE(emotions)
     last_kernel_size: int
+    width: float  # channel multiplier of the trunk (models.trunk_channels; 1.0 = Figure 2)
     dropout: float
     precise_bn: bool  # re-estimate the kept model's BatchNorm statistics with dropout off
     precise_bn_clips: int  # training clips (one crop each) those statistics are estimated from
@@ -451,7 +452,8 @@ def train(kind: str, train_set: ClipSet, validation_set: ClipSet, *, mean: float
     """
     device = device or default_device()
     seed_everything(seed)
-    model = build_model(kind, last_kernel_size=config.last_kernel_size, dropout=config.dropout).to(device)
+    model = build_model(kind, last_kernel_size=config.last_kernel_size, dropout=config.dropout,
+                        width=config.width).to(device)
     init_output_layers(model, train_set, config.output_init, mean=mean, std=std,
                        crop_frames=config.crop_frames, device=device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
