@@ -84,10 +84,11 @@ def _time_steps(steps: int) -> dict:
     import torch
 
     from midlevel_emotion.models import build_model
+    from midlevel_emotion.training import make_optimizer
 
     torch.manual_seed(0)
     model = build_model("joint")
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    optimizer = make_optimizer(model, 5e-4)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((8, 1, 94, 149)).astype(np.float32))
     target = torch.zeros(8, 15)
     wall, cpu = [], []

@@ -98,7 +98,7 @@ def bench_precision(device, steps: int, rounds: int) -> list[dict]:
 
     from midlevel_emotion import precision as amp
     from midlevel_emotion.models import build_model
-    from midlevel_emotion.training import train_step
+    from midlevel_emotion.training import make_optimizer, train_step
 
     rows = []
     # fp16 on a CPU is refused (precision.check: torch emulates it, 310x as long as fp32)
@@ -114,7 +114,7 @@ def bench_precision(device, steps: int, rounds: int) -> list[dict]:
                 torch.manual_seed(0)
                 model = build_model("a2e", last_kernel_size=base.last_kernel_size, dropout=base.dropout).to(device)
                 model.train()
-                optimizer = torch.optim.Adam(model.parameters(), lr=base.learning_rate)
+                optimizer = make_optimizer(model, base.learning_rate)
                 config = dataclasses.replace(base, precision=precision)
                 scaler = amp.grad_scaler(precision, device)
                 train_step("a2e", model, optimizer, scaler, *batches[0], config)  # warm-up (kernel choice)
@@ -143,12 +143,12 @@ def bench_profile(device, steps: int) -> list[dict]:
 
     from midlevel_emotion import precision as amp
     from midlevel_emotion.models import build_model
-    from midlevel_emotion.training import train_step
+    from midlevel_emotion.training import make_optimizer, train_step
 
     config = config_for(3.0)
     torch.manual_seed(0)
     model = build_model("a2e", last_kernel_size=config.last_kernel_size, dropout=config.dropout).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    optimizer = make_optimizer(model, config.learning_rate)
     scaler = amp.grad_scaler("fp32", device)
     x = torch.from_numpy(np.random.default_rng(0).standard_normal((8, 1, config.crop_frames, 149),
                                                                   dtype=np.float32)).to(device)
@@ -182,7 +182,7 @@ def bench_pipeline(device, store_dir: Path, n_train: int, n_validation: int, rou
     from midlevel_emotion import precision as amp
     from midlevel_emotion.models import build_model
     from midlevel_emotion.store import SpectrogramStore
-    from midlevel_emotion.training import ClipSet, inference_model, predict, train_step, training_batches
+    from midlevel_emotion.training import ClipSet, inference_model, make_optimizer, predict, train_step, training_batches
 
     config = config_for(3.0)
     store = SpectrogramStore.open(store_dir)
@@ -201,7 +201,7 @@ def bench_pipeline(device, store_dir: Path, n_train: int, n_validation: int, rou
         torch.manual_seed(0)
         model = build_model("a2e", last_kernel_size=config.last_kernel_size, dropout=config.dropout).to(device)
         model.train()
-        return model, torch.optim.Adam(model.parameters(), lr=config.learning_rate), amp.grad_scaler("fp32", device)
+        return model, make_optimizer(model, config.learning_rate), amp.grad_scaler("fp32", device)
 
     times = {"epoch": math.inf, "compute": math.inf, "validation": math.inf}
     for _ in range(rounds):

@@ -18,8 +18,12 @@ import sys
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from midlevel_emotion.determinism import configure_cpu
+from midlevel_emotion.determinism import configure_cpu, pin_numpy
 from midlevel_emotion.params import ParamsError, load_params, section
+
+# Every stage imports this module first, before anything imports numpy: numpy's loops are
+# pinned here for all stages (midlevel_emotion.determinism.NUMPY_PINS explains why).
+pin_numpy()
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT

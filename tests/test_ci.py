@@ -4,8 +4,10 @@
 throwaway repositories, as the workflows would on a runner.
 """
 
+import fnmatch
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -66,6 +68,38 @@ def test_workflows_only_call_scripts_that_exist():
             for word in step.get("run", "").split():
                 if word.startswith("scripts/"):
                     assert (ROOT / word).is_file(), f"{workflow.name} calls {word}, which does not exist"
+
+
+
+def test_the_pull_request_workflow_runs_only_what_changed():
+    """Tests and pipeline are parallel jobs; the DVC cache is keyed on every code dependency."""
+    jobs = yaml.safe_load((ROOT / ".github/workflows/pull-request.yml").read_text())["jobs"]
+    assert {"tests", "pipeline"} <= set(jobs)
+    for job, other in (("tests", "pipeline"), ("pipeline", "tests")):
+        needs = jobs[job].get("needs", [])
+        assert other not in ([needs] if isinstance(needs, str) else needs), f"{job} waits for {other}"
+    test_runs = [s["run"] for s in jobs["tests"]["steps"] if "scripts/test.sh" in s.get("run", "")]
+    assert test_runs and all("--durations" in run for run in test_runs)  # the slowest tests
+
+    caches = [s for s in jobs["pipeline"]["steps"] if s.get("uses", "").startswith("actions/cache")]
+    assert caches and caches[0]["with"]["path"] == ".dvc/cache"
+    key = caches[0]["with"]["key"]
+    patterns = re.findall(r"'([^']+)'", re.search(r"hashFiles\(([^)]*)\)", key).group(1))
+    assert {"dvc.yaml", "params.yaml"} <= set(patterns)
+    assert key.startswith(caches[0]["with"]["restore-keys"])  # any older cache is a fallback
+    assert caches[0]["uses"].split("@")[1].split()[0] == caches[-1]["uses"].split("@")[1].split()[0]
+
+    def covered(dep: str) -> bool:
+        # hashFiles' `**` spans folders, as fnmatch's `*` does; a folder is covered when its files are
+        candidates = [dep, dep.rstrip("/") + "/file"] if (ROOT / dep).is_dir() else [dep]
+        return any(fnmatch.fnmatch(path, pattern) for path in candidates for pattern in patterns)
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    deps = {dep for stage in stages.values() for dep in stage.get("deps", [])
+            if isinstance(dep, str) and "${" not in dep and dep.startswith(("stages/", "src/"))}
+    assert deps  # the stages do depend on code
+    uncovered = sorted(dep for dep in deps if not covered(dep))
+    assert not uncovered, f"the DVC cache key ignores {uncovered}"
 
 
 def project_copy(tmp_path: Path) -> Path:

@@ -54,11 +54,11 @@ def test_training_steps_compute_in_the_asked_precision_and_keep_an_fp32_model(na
 def test_an_fp16_step_scales_the_loss_and_computes_in_fp16():
     # the GPU's half precision, on a tiny batch: torch emulates fp16 on the CPU (slowly)
     from midlevel_emotion.models import build_model
-    from midlevel_emotion.training import train_step
+    from midlevel_emotion.training import make_optimizer, train_step
 
     torch.manual_seed(0)
     model = build_model("a2e", last_kernel_size=BASE.last_kernel_size, dropout=BASE.dropout)
-    optimizer = torch.optim.Adam(model.parameters(), lr=BASE.learning_rate)
+    optimizer = make_optimizer(model, BASE.learning_rate)
     scaler = precision.grad_scaler("fp16", CPU)
     seen = []
     model.trunk.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))

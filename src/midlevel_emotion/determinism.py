@@ -18,6 +18,13 @@ Joint model, final weights compared bit for bit), on torch 2.13's CPU wheel:
   gave identical weights here; ``default`` (no AVX2) differs.
 - **numpy's OpenBLAS** (the least-squares fits) picks its kernel by CPU too (SkylakeX here,
   Haswell on AVX2, Zen on AMD); pinning it to Haswell changed nothing here and costs nothing.
+- **numpy's own loops** (every stage, not only training): numpy 2 dispatches its ufuncs at run
+  time to the best of its X86_V3 (AVX2), X86_V4, AVX512_ICL and AVX512_SPR builds. The AVX-512
+  ``log10`` and the wider unrolling of its pairwise sums round differently, so the spectrogram
+  store's values and its mean/std differed between an AVX-512 and an AVX2-only CPU (issue 18).
+  :data:`NUMPY_PINS` switches numpy to its X86_V3 loops; every stage sets it before numpy loads
+  (``stages/_common.py``), whatever ``train.reproducible`` says, because the data stages do
+  not depend on that param and a pin of numpy's loops costs little (README "Performance").
 
 The reproducible mode pins all three to AVX2 code paths, which every x86-64 CPU since 2013 (Intel
 Haswell, AMD Zen) runs, and fixes the thread count:
@@ -46,12 +53,22 @@ from __future__ import annotations
 import os
 import sys
 
+#: numpy's pins, set by every stage: its AVX2 (X86_V3) loops and OpenBLAS's Haswell kernels
+#: on any CPU that has AVX2, so data, spectrograms, fits and statistics do not depend on it.
+#: ``NPY_DISABLE_CPU_FEATURES`` names numpy 2's dispatch targets above X86_V3 (a target the
+#: CPU lacks is ignored); numpy reads it when it is imported.
+NUMPY_PINS: dict[str, str] = {
+    "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+    "OPENBLAS_CORETYPE": "Haswell",
+    "OPENBLAS_NUM_THREADS": "1",  # the numpy stages make no large BLAS calls; training sets its own
+}
+
 #: Kernel pins of the reproducible mode (environment variable -> value).
 PINNED_KERNELS: dict[str, str] = {
+    **NUMPY_PINS,
     "ONEDNN_MAX_CPU_ISA": "AVX2",
     "MKL_CBWR": "COMPATIBLE",
     "ATEN_CPU_CAPABILITY": "avx2",
-    "OPENBLAS_CORETYPE": "Haswell",
     "OMP_DYNAMIC": "FALSE",  # exactly the requested threads, never fewer
     "MKL_DYNAMIC": "FALSE",
     "CUDA_VISIBLE_DEVICES": "",  # a GPU computes other numbers again: train on the CPU
@@ -62,6 +79,26 @@ PINNED_KERNELS: dict[str, str] = {
 #: 2 threads, 2.9-3.1 times with 1. A one-core machine runs the 2 threads in turn (same numbers).
 REPRODUCIBLE_THREADS = 2
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def pin_numpy() -> dict[str, str]:
+    """Set :data:`NUMPY_PINS` in ``os.environ``; call before ``import numpy``.
+
+    Returns
+    -------
+    dict of str
+        The variables set.
+
+    Raises
+    ------
+    RuntimeError
+        When numpy is already imported (its loops are chosen at import and cannot change).
+    """
+    if "numpy" in sys.modules and any(os.environ.get(k) != v for k, v in NUMPY_PINS.items()):
+        raise RuntimeError("pin_numpy() came too late: numpy is already imported with its own loops; "
+                           "call it before the first `import numpy`")
+    os.environ.update(NUMPY_PINS)
+    return dict(NUMPY_PINS)
 
 
 def configure_cpu(reproducible: bool, threads: int | None = None) -> dict[str, str]:
