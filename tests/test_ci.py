@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from projects import environment
 from test_evaluation import designed_values, write_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,10 +24,7 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 BIN = Path(sys.executable).parent
 
 
-def env() -> dict:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "MIDLEVEL_EMOTION_ENV": "active",
-            "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+env = environment  # this venv first on PATH, DVC quiet, a git identity
 
 
 def run(cmd, cwd, check=True, **extra) -> subprocess.CompletedProcess:

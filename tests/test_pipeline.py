@@ -6,7 +6,6 @@ with `dvc metrics diff` / `dvc params diff`. Also the Soundtracks-only profile.
 
 import json
 import math
-import os
 import shutil
 import subprocess
 import sys
@@ -17,62 +16,14 @@ import pytest
 import yaml
 
 from midlevel_emotion.params import flatten
+from projects import TINY, copy_project, dvc, make_project, run
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
-
-TINY = {
-    "synthetic": {"n_clips": 28, "n_soundtracks": 16, "duration_seconds": 6.0, "jobs": 2},
-    "train": {"crop_seconds": 1.0, "eval_hop_seconds": 1.0, "max_epochs": 2, "patience": 2},
-    "runs": {"seeds": [0, 1]},
-}
 
 
 def run_env(cmd: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess:
     """``run`` with extra environment variables (e.g. another thread count)."""
     return run(cmd, cwd, extra=extra)
-
-
-def run(cmd: list[str], cwd: Path, check: bool = True, extra: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, **(extra or {}), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    assert not check or result.returncode == 0, f"{' '.join(cmd)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
-
-
-def dvc(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "dvc", *args], cwd)
-
-
-def deep_update(params: dict, changes: dict) -> dict:
-    for key, value in changes.items():
-        if isinstance(value, dict):
-            deep_update(params[key], value)
-        else:
-            params[key] = value
-    return params
-
-
-def make_project(tmp_path: Path, changes: dict) -> Path:
-    """Copy the project's files (as a fresh clone would have them) into a new git repo."""
-    repo = tmp_path / "project"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True, check=True).stdout.split()
-    for name in listed:
-        if name == "dvc.lock" or name.startswith(("data/", "metrics/", "plots/", "models/", "results/")):
-            continue  # outputs of the committed run: this repo makes its own
-        if not (ROOT / name).is_file():
-            continue
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, repo / name)
-    params_path = repo / "params.yaml"
-    params_path.write_text(yaml.safe_dump(deep_update(yaml.safe_load(params_path.read_text()), changes)))
-    run(["git", "init", "-q", "-b", "main"], repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny project"], repo)
-    return repo
 
 
 def plots_show(repo: Path) -> dict:
@@ -82,9 +33,9 @@ def plots_show(repo: Path) -> dict:
     return shown["data"]
 
 
-def test_repro_commit_change_param_and_diff(tmp_path):
-    repo = make_project(tmp_path, TINY)
-    dvc("repro", cwd=repo)
+def test_repro_commit_change_param_and_diff(tiny_run, tmp_path):
+    repo = copy_project(tiny_run, tmp_path)  # make_project + dvc repro + git commit, done once per session
+    assert run(["git", "status", "--porcelain"], repo).stdout == ""  # the run is committed, outputs and lock
     evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
     assert evaluate["n_runs"] == 2
     assert set(evaluate["table2"]) >= {"mid2e", "a2e", "a2mid2e", "joint", "coe_a2mid2e", "coe_joint"}
@@ -106,8 +57,6 @@ def test_repro_commit_change_param_and_diff(tmp_path):
     metric_files = {name for revision in shown.values() for name in revision["data"]}
     assert metric_files == {"metrics/headline.json"}  # the headline is the default view (README)
 
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny run"], repo)
     # A re-run with another thread count and kernel set (another machine, as far as torch can
     # tell) changes nothing in the reproducible mode, and the verdict says so.
     run_env(["dvc", "repro", "-f", "-s", "train_a2e"], repo, OMP_NUM_THREADS="1", ATEN_CPU_CAPABILITY="default")
@@ -171,13 +120,12 @@ def _leaves(tree: dict) -> dict[str, float]:
             if isinstance(value, (int, float)) and not isinstance(value, bool)}
 
 
-def test_a_queued_bf16_experiment_agrees_with_fp32_on_every_headline_metric(tmp_path):
-    """The README's sweep workflow (dvc exp run --queue, dvc queue start, dvc exp show) on bf16."""
-    repo = make_project(tmp_path, {**TINY, "train": {**TINY["train"], "reproducible": False}})
-    dvc("repro", cwd=repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "fp32 run"], repo)
-    dvc("exp", "run", "--queue", "-S", "train.precision=bf16", "-n", "bf16", cwd=repo)
+def test_a_queued_bf16_experiment_agrees_with_fp32_on_every_headline_metric(tiny_run, tmp_path):
+    """The README's sweep workflow (dvc exp run --queue, dvc queue start, dvc exp show) on bf16,
+    against the committed fp32 run (the reproducible mode's kernels)."""
+    repo = copy_project(tiny_run, tmp_path)
+    dvc("exp", "run", "--queue", "-S", "train.precision=bf16", "-S", "train.reproducible=false", "-n", "bf16",
+        cwd=repo)
     dvc("queue", "start", "-j", "1", cwd=repo)
     deadline = time.monotonic() + 1200
     while True:

@@ -5,46 +5,34 @@ One tiny pipeline run in a throwaway repository (as in test_pipeline.py), pushed
 local-directory remote, the same way an S3, SSH or HTTP remote is used.
 """
 
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from test_ci import env
-from test_pipeline import TINY, make_project
+from projects import copy_project, dvc, run as sh
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 
 
-def sh(cmd, cwd, check=True):
-    result = subprocess.run(cmd, cwd=cwd, env=env(), capture_output=True, text=True)
-    if check:
-        assert result.returncode == 0, f"{cmd} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result
-
-
-def dvc(*args, cwd, check=True):
-    return sh([sys.executable, "-m", "dvc", *args], cwd, check)
-
-
-def test_push_clone_pull_then_nothing_to_recompute_and_the_model_as_an_artifact(tmp_path):
-    repo = make_project(tmp_path, TINY)
+def test_push_clone_pull_then_nothing_to_recompute_and_the_model_as_an_artifact(tiny_run, tmp_path):
+    repo = copy_project(tiny_run, tmp_path)  # the tiny pipeline, run and committed once per session
     remote = tmp_path / "remote"
     dvc("remote", "add", "-d", "storage", str(remote), cwd=repo)
-    (repo / "profiles" / "tiny-lr.yaml").write_text(yaml.safe_dump({"train": {"learning_rate": 0.001}}))
+    # a profile that changes what only the last stage reads, so its repro re-runs `explain` alone
+    (repo / "profiles" / "tiny-pairs.yaml").write_text(yaml.safe_dump({"explain": {"pair_selection": "formula"}}))
     sh(["git", "add", "-A"], repo)
     sh(["git", "commit", "-qm", "remote and profile"], repo)
 
     # What the reproduce-paper workflow runs: profile, pull (nothing yet), repro, check, push
-    done = sh(["bash", "scripts/ci/reproduce.sh", "profiles/tiny-lr.yaml", "verdict.md"], repo, check=False)
+    done = sh(["bash", "scripts/ci/reproduce.sh", "profiles/tiny-pairs.yaml", "verdict.md"], repo, check=False)
     own = sh([str(BIN / "midlevel-emotion"), "check"], repo, check=False)
     assert done.returncode == own.returncode, done.stderr[-3000:]  # the script exits with the verdict
+    assert "Running stage 'explain'" in done.stdout and "Running stage 'train_a2e'" not in done.stdout
     assert (repo / "verdict.md").read_text().startswith("### Embedded synthetic corpus")
-    assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["learning_rate"] == 0.001
+    assert yaml.safe_load((repo / "params.yaml").read_text())["explain"]["pair_selection"] == "formula"
     assert any(remote.rglob("*")), "dvc push stored nothing"
     assert "in sync" in dvc("status", "--cloud", cwd=repo).stdout  # "Cache and remote 'storage' are in sync."
     sh(["git", "add", "-A"], repo)
@@ -56,10 +44,8 @@ def test_push_clone_pull_then_nothing_to_recompute_and_the_model_as_an_artifact(
     assert not (clone / "models" / "joint").exists()
     dvc("pull", cwd=clone)
     assert "Data and pipelines are up to date." in dvc("status", cwd=clone).stdout
-    started = time.perf_counter()
     repro = dvc("repro", cwd=clone)
-    assert time.perf_counter() - started < 10, "a repro after pull must not recompute anything"
-    assert "Running stage" not in repro.stdout
+    assert "Running stage" not in repro.stdout  # a repro after pull recomputes nothing
     song = sorted((clone / "data/raw/soundtracks/audio").glob("*.mp3"))[0]
     explained = sh([str(BIN / "midlevel-emotion"), "explain", str(song), "--json"], clone)
     assert '"emotions"' in explained.stdout
