@@ -55,6 +55,7 @@ def tiny_run(tmp_path_factory):
     return repo
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Spread the suite over pytest-xdist's workers (``-n``) one test file at a time, so each
     file's module fixtures are built once; the tests on ``tiny_run`` share one worker, and so

@@ -138,10 +138,11 @@ def save_joint(path, weight, seed, ids):
     from configs import train_config
     from midlevel_emotion.checkpoints import save_checkpoint
 
-    model = build_model("joint")
+    config = train_config()
+    model = build_model("joint", width=config.width)
     with torch.no_grad():
         model.emotion_layer.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
-    save_checkpoint(path, model, kind="joint", config=train_config(), spectrogram={"mean": 0.0, "std": 1.0},
+    save_checkpoint(path, model, kind="joint", config=config, spectrogram={"mean": 0.0, "std": 1.0},
                     corpus="synthetic", seed=seed, params_digest="x", extra={"test_ids": ids})
 
 

@@ -44,7 +44,7 @@ def make_checkpoint(path, kind="joint", corpus="synthetic", extra=None, trained=
                       seed=0, progress=False).model
     else:
         torch.manual_seed(0)
-        model = build_model(kind).eval()
+        model = build_model(kind, width=config.width).eval()
     spectrogram = {**SpectrogramSettings().as_dict(), "mean": 0.5, "std": 0.3}
     save_checkpoint(path, model, kind=kind, config=config, spectrogram=spectrogram, corpus=corpus, seed=0,
                     params_digest="abc123", test_pearson={"valence": 0.4}, extra=extra)
@@ -226,7 +226,7 @@ def test_load_checkpoint_names_the_file_and_the_damage(joint_checkpoint, tmp_pat
 
 
 def test_non_finite_output_is_a_checkpoint_error(tmp_path):
-    model = build_model("joint").eval()
+    model = build_model("joint", width=CONFIG.width).eval()
     with torch.no_grad():
         model.midlevel_layer.weight.fill_(3e38)  # finite, but the float32 output overflows
     path = tmp_path / "overflow.pt"

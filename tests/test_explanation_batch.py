@@ -117,10 +117,10 @@ def test_non_finite_output_stops_the_run(tmp_path, files):
     import torch
     from midlevel_emotion.models import build_model
 
-    broken = build_model("joint").eval()
+    meta = ex.load_model(make_checkpoint(tmp_path / "m.pt", trained=False))[1]
+    broken = build_model("joint", width=meta["architecture"]["width"]).eval()
     with torch.no_grad():
         broken.midlevel_layer.weight.fill_(3e38)  # finite weights, overflowing output
-    meta = ex.load_model(make_checkpoint(tmp_path / "m.pt", trained=False))[1]
     with pytest.raises(CheckpointError, match="not finite"):
         list(explain_many(files, (broken, meta)))
     with pytest.raises(ValueError, match="batch_size"):
