@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from projects import TINY, dvc, make_project, run
-
 FAKE_SLURM_BIN = Path(__file__).parent / "fake_slurm"
 
 
@@ -40,26 +38,3 @@ def fake_slurm(tmp_path_factory, monkeypatch):
     # what a test left running ends with it (SIGTERM now, SIGKILL 1 s later)
     subprocess.run([str(FAKE_SLURM_BIN / "scancel"), "--me"], check=False)
 
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory):
-    """The tiny pipeline (projects.TINY), run once per test session and committed.
-
-    The end-to-end tests that start from a finished run copy it (``projects.copy_project``)
-    and go on from there, instead of each running the whole pipeline again.
-    """
-    repo = make_project(tmp_path_factory.mktemp("tiny_run"), TINY)
-    dvc("repro", cwd=repo)
-    run(["git", "add", "-A"], repo)
-    run(["git", "commit", "-qm", "tiny run"], repo)
-    return repo
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items):
-    """Spread the suite over pytest-xdist's workers (``-n``) one test file at a time, so each
-    file's module fixtures are built once; the tests on ``tiny_run`` share one worker, and so
-    one run of the tiny pipeline, whichever file they are in."""
-    for item in items:
-        group = "tiny_run" if "tiny_run" in getattr(item, "fixturenames", ()) else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))

@@ -1,9 +1,9 @@
 """Throwaway copies of this project for the end-to-end tests: real git, real DVC, a tiny corpus.
 
 ``make_project`` copies the project's files (as a fresh clone has them) into a new git
-repository with some params changed. The ``tiny_run`` fixture (conftest.py) runs the tiny
-pipeline once per test session and commits it; tests that start from a finished run take a
-copy of it (:func:`copy_project`) instead of running the pipeline again.
+repository with some params changed. ``test_pipeline.py``'s ``tiny_run`` fixture runs the tiny
+pipeline once and commits it; the tests that start from a finished run take a copy of it
+(:func:`copy_project`) instead of running the pipeline again.
 """
 
 from __future__ import annotations

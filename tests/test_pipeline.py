@@ -1,14 +1,14 @@
 """End to end: the real DVC pipeline in a throwaway git repository, on a tiny synthetic corpus.
 
 This is the user's workflow: clone, `dvc repro`, commit, change a param, re-run, and compare
-with `dvc metrics diff` / `dvc params diff`. Also the Soundtracks-only profile.
+with `dvc metrics diff` / `dvc params diff`; a queued bf16 experiment; a DVC remote, a fresh
+clone that pulls, the model as an artifact. Also the Soundtracks-only profile.
 """
 
 import json
 import math
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,9 +16,24 @@ import pytest
 import yaml
 
 from midlevel_emotion.params import flatten
-from projects import TINY, copy_project, dvc, make_project, run
+from projects import BIN, TINY, copy_project, dvc, make_project, run
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny pipeline (projects.TINY), run once for this file's tests and committed.
+
+    The tests that start from a finished run copy it (``projects.copy_project``) and go on from
+    there, instead of each running the whole pipeline again (pytest-xdist's ``--dist loadfile``
+    keeps this file on one worker, so it runs once per test session).
+    """
+    repo = make_project(tmp_path_factory.mktemp("tiny_run"), TINY)
+    dvc("repro", cwd=repo)
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny run"], repo)
+    return repo
 
 
 def run_env(cmd: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess:
@@ -61,7 +76,7 @@ def test_repro_commit_change_param_and_diff(tiny_run, tmp_path):
     # tell) changes nothing in the reproducible mode, and the verdict says so.
     run_env(["dvc", "repro", "-f", "-s", "train_a2e"], repo, OMP_NUM_THREADS="1", ATEN_CPU_CAPABILITY="default")
     dvc("repro", cwd=repo)
-    same = run_env([str(Path(sys.executable).parent / "midlevel-emotion"), "check", "--against", "HEAD"], repo)
+    same = run_env([str(BIN / "midlevel-emotion"), "check", "--against", "HEAD"], repo)
     assert "| `a2e.r_avg` |" in same.stdout and "identical" in same.stdout and "**worse**" not in same.stdout
     assert dvc("metrics", "diff", "--json", "--targets", "metrics/a2e.json", cwd=repo).stdout.strip() in ("{}", "")
     params = yaml.safe_load((repo / "params.yaml").read_text())
@@ -86,7 +101,7 @@ def test_repro_commit_change_param_and_diff(tiny_run, tmp_path):
     assert key in detail["metrics/a2e.json"] and detail["metrics/a2e.json"][key]["old"] != detail["metrics/a2e.json"][key]["new"]
     assert "table2.coe_joint.average.mean" in detail["metrics/evaluate.json"]
     # the noise-aware verdict against the committed run: it runs, and names the changed A2E
-    verdict = run([str(Path(sys.executable).parent / "midlevel-emotion"), "check", "--against", "HEAD",
+    verdict = run([str(BIN / "midlevel-emotion"), "check", "--against", "HEAD",
                    "--out", "verdict.md"], repo, check=False)
     assert verdict.returncode in (0, 1) and "`a2e.r_avg`" in (repo / "verdict.md").read_text()
 
@@ -176,3 +191,50 @@ def _named(tree, name: str):
     elif isinstance(tree, list):
         for value in tree:
             yield from _named(value, name)
+
+
+# ---------------------------------------------------------------------------------------
+# Data and models versioned for real: a DVC remote, a fresh clone that pulls instead of
+# recomputing, the Joint checkpoint as a DVC artifact, and the reproduce script CI runs. The
+# tiny run is pushed to a local-directory remote, the same way an S3, SSH or HTTP remote is used.
+
+
+def test_push_clone_pull_then_nothing_to_recompute_and_the_model_as_an_artifact(tiny_run, tmp_path):
+    repo = copy_project(tiny_run, tmp_path)  # the tiny pipeline, run and committed once per session
+    remote = tmp_path / "remote"
+    dvc("remote", "add", "-d", "storage", str(remote), cwd=repo)
+    # a profile that changes what only the last stage reads, so its repro re-runs `explain` alone
+    (repo / "profiles" / "tiny-pairs.yaml").write_text(yaml.safe_dump({"explain": {"pair_selection": "formula"}}))
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "remote and profile"], repo)
+
+    # What the reproduce-paper workflow runs: profile, pull (nothing yet), repro, check, push
+    done = run(["bash", "scripts/ci/reproduce.sh", "profiles/tiny-pairs.yaml", "verdict.md"], repo, check=False)
+    own = run([str(BIN / "midlevel-emotion"), "check"], repo, check=False)
+    assert done.returncode == own.returncode, done.stderr[-3000:]  # the script exits with the verdict
+    assert "Running stage 'explain'" in done.stdout and "Running stage 'train_a2e'" not in done.stdout
+    assert (repo / "verdict.md").read_text().startswith("### Embedded synthetic corpus")
+    assert yaml.safe_load((repo / "params.yaml").read_text())["explain"]["pair_selection"] == "formula"
+    assert any(remote.rglob("*")), "dvc push stored nothing"
+    assert "in sync" in dvc("status", "--cloud", cwd=repo).stdout  # "Cache and remote 'storage' are in sync."
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "tiny run"], repo)
+    run(["git", "tag", "-a", "joint-model@v0.0.1", "-m", "Registering artifact joint-model version v0.0.1"], repo)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    assert not (clone / "models" / "joint").exists()
+    dvc("pull", cwd=clone)
+    assert "Data and pipelines are up to date." in dvc("status", cwd=clone).stdout
+    repro = dvc("repro", cwd=clone)
+    assert "Running stage" not in repro.stdout  # a repro after pull recomputes nothing
+    song = sorted((clone / "data/raw/soundtracks/audio").glob("*.mp3"))[0]
+    explained = run([str(BIN / "midlevel-emotion"), "explain", str(song), "--json"], clone)
+    assert '"emotions"' in explained.stdout
+
+    # Another project takes the Joint model without this pipeline
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    dvc("artifacts", "get", str(repo), "joint-model", cwd=elsewhere)
+    info = run([str(BIN / "midlevel-emotion"), "info", "joint_seed_0.pt"], elsewhere)
+    assert "joint" in info.stdout.lower()
