@@ -38,3 +38,9 @@ def fake_slurm(tmp_path_factory, monkeypatch):
     # what a test left running ends with it (SIGTERM now, SIGKILL 1 s later)
     subprocess.run([str(FAKE_SLURM_BIN / "scancel"), "--me"], check=False)
 
+
+
+def pytest_collection_modifyitems(items):
+    """The files with slow tests first: pytest-xdist (``--dist loadfile``) then starts the longest
+    files at once instead of last, so the suite's wall time is not one slow file's tail."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: file order kept
