@@ -9,6 +9,7 @@ test_soundtracks_only.py (its own corpus; a file of its own runs beside this one
 import json
 import math
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 import yaml
 
 from midlevel_emotion.params import flatten
-from projects import BIN, TINY, copy_project, dvc, make_project, run
+from projects import BIN, TINY, copy_project, dvc, environment, make_project, run
 
 pytestmark = pytest.mark.slow
 
@@ -119,7 +120,12 @@ def test_a_queued_bf16_experiment_agrees_with_fp32_on_every_headline_metric(tiny
     # grid.jobs=1: the runs train in the stage's process (no worker start-up; numbers unchanged)
     dvc("exp", "run", "--queue", "-S", "train.precision=bf16", "-S", "train.reproducible=false", "-S", "grid.jobs=1",
         "-n", "bf16", cwd=repo)
-    dvc("queue", "start", "-j", "1", cwd=repo)
+    # The worker DVC starts lives on after `queue start` returns, holding the pipes it inherited:
+    # captured, they would keep this call waiting until the worker exits, idle, a minute later.
+    with open(tmp_path / "queue_start.log", "w") as log:
+        started = subprocess.run([sys.executable, "-m", "dvc", "queue", "start", "-j", "1"], cwd=repo,
+                                 env=environment(), stdout=log, stderr=subprocess.STDOUT)
+    assert started.returncode == 0, (tmp_path / "queue_start.log").read_text()[-3000:]
     deadline = time.monotonic() + 1200
     while True:
         status = dvc("queue", "status", cwd=repo).stdout
@@ -128,6 +134,7 @@ def test_a_queued_bf16_experiment_agrees_with_fp32_on_every_headline_metric(tiny
         assert time.monotonic() < deadline, status
         time.sleep(1)
     assert "Success" in status, status + dvc("queue", "logs", "bf16", cwd=repo).stdout[-3000:]
+    dvc("queue", "stop", cwd=repo, check=False)  # the idle worker ends now, not a minute later
     shown = json.loads(dvc("exp", "show", "--json", cwd=repo).stdout)
     (bf16,) = [found for found in _named(shown, "bf16")]
     assert bf16["data"]["params"]["params.yaml"]["data"]["train"]["precision"] == "bf16"
