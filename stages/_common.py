@@ -14,6 +14,7 @@ Every stage script ends through :func:`run`, so every stage behaves the same:
 
 import argparse
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn
@@ -54,6 +55,7 @@ def run(main: Callable[[], int | None], name: str) -> NoReturn:
         The stage's name, first word of every line it prints.
     """
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    set_source_date()
     try:
         status = main()
     except KeyboardInterrupt:
@@ -65,6 +67,23 @@ def run(main: Callable[[], int | None], name: str) -> NoReturn:
         _say(f"{name}: error: {one_line(err)}")
         sys.exit(EXIT_FAILURE)
     sys.exit(status or 0)
+
+
+def set_source_date() -> None:
+    """Date the stage's checkpoints by the commit it runs (``SOURCE_DATE_EPOCH``), unless set.
+
+    A checkpoint records when its code was committed, not the wall clock, so retraining the
+    same code gives the same bytes (``checkpoints.source_date``). Outside git, or where git
+    fails, the checkpoint records the time of saving.
+    """
+    if os.environ.get("SOURCE_DATE_EPOCH"):
+        return
+    try:
+        done = subprocess.run(["git", "log", "-1", "--format=%ct"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return
+    if done.returncode == 0 and done.stdout.strip().isdigit():
+        os.environ["SOURCE_DATE_EPOCH"] = done.stdout.strip()
 
 
 def _say(line: str) -> None:

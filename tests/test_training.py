@@ -130,6 +130,24 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         load_checkpoint(tmp_path / "new.pt")
 
 
+def test_the_same_weights_give_the_same_checkpoint_bytes(tmp_path, monkeypatch):
+    from midlevel_emotion.models import build_model
+
+    model = build_model("a2e", width=SMALL.width).eval()
+    spec = {"sample_rate": 22050, "fps": 31.25, "mean": 0.5, "std": 2.0}
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    for name in ("one.pt", "two.pt"):  # other names, other temporary files: the same bytes
+        save_checkpoint(tmp_path / name, model, kind="a2e", config=SMALL, spectrogram=spec, corpus="synthetic",
+                        seed=0, params_digest="abc")
+    assert (tmp_path / "one.pt").read_bytes() == (tmp_path / "two.pt").read_bytes()
+    assert load_checkpoint(tmp_path / "one.pt")[1]["trained_at"] == "2023-11-14T22:13:20+00:00"
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(ValueError, match="SOURCE_DATE_EPOCH must be a whole number"):
+        save_checkpoint(tmp_path / "three.pt", model, kind="a2e", config=SMALL, spectrogram=spec,
+                        corpus="synthetic", seed=0, params_digest="abc")
+    assert not (tmp_path / "three.pt").exists()
+
+
 def test_clip_set_rejects_nan_targets():
     with pytest.raises(ValueError, match="NaN"):
         ClipSet(["a"], [np.zeros((10, 149))], np.array([[np.nan]]))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import io
 import json
 import math
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 
 from .constants import EMOTIONS, MIDLEVEL_FEATURES
-from .fileio import atomic_write
+from .fileio import write_bytes
 from .models import MODEL_KINDS, build_model
 from .training import TrainConfig
 
@@ -54,9 +56,15 @@ def save_checkpoint(path: Path, model: torch.nn.Module, *, kind: str, config: Tr
     - ``midlevel_features``, ``emotions``: output names in order;
     - ``spectrogram``: sample_rate, frame_size, fps, bands_per_octave, fmin, fmax, mean, std;
     - ``input``: crop_seconds, crop_frames (the window the model hears), eval_hop_seconds;
-    - ``corpus``: ``synthetic`` or the real source; ``trained_at`` (UTC ISO date), ``seed``,
+    - ``corpus``: ``synthetic`` or the real source; ``trained_at`` (UTC ISO date: the
+      ``SOURCE_DATE_EPOCH`` of the environment, which the pipeline's stages set to the date
+      of the commit they run, else the time of saving; :func:`source_date`), ``seed``,
       ``params_hash``; ``test_pearson``: target -> r on the held-out test split;
     - ``state_dict``: the weights (on CPU).
+
+    The same weights and metadata give the same bytes (the file is serialised in memory, so the
+    zip's folder name does not come from the temporary file's random name), so a retrain that
+    changes nothing leaves ``dvc.lock`` and the downstream stages alone.
     """
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -71,14 +79,34 @@ def save_checkpoint(path: Path, model: torch.nn.Module, *, kind: str, config: Tr
                   "eval_hop_seconds": config.eval_hop_seconds},
         "train_config": asdict(config),
         "corpus": corpus,
-        "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "trained_at": source_date(),
         "seed": seed,
         "params_hash": params_digest,
         "test_pearson": test_pearson or {},
         "extra": extra or {},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)  # in memory: torch names the zip's folder after a file's name
+    write_bytes(path, buffer.getvalue())
+
+
+def source_date() -> str:
+    """``SOURCE_DATE_EPOCH`` (reproducible-builds.org) as a UTC ISO date, else now.
+
+    Raises
+    ------
+    ValueError
+        When ``SOURCE_DATE_EPOCH`` is set but not a whole number of seconds.
+    """
+    epoch = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not epoch:
+        when = _dt.datetime.now(_dt.timezone.utc)
+    elif epoch.isdigit():
+        when = _dt.datetime.fromtimestamp(int(epoch), _dt.timezone.utc)
+    else:
+        raise ValueError(f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, got {epoch!r}")
+    return when.isoformat(timespec="seconds")
 
 
 class CheckpointError(ValueError):
