@@ -69,17 +69,24 @@ def run(main: Callable[[], int | None], name: str) -> NoReturn:
     sys.exit(status or 0)
 
 
-def set_source_date() -> None:
-    """Date the stage's checkpoints by the commit it runs (``SOURCE_DATE_EPOCH``), unless set.
+#: What a stage's results depend on in the repository: the date of the last commit that changed
+#: one of them dates the checkpoints (a commit of the README alone changes no checkpoint).
+SOURCE_PATHS = ("src", "stages", "params.yaml", "dvc.yaml", "pyproject.toml", "constraints.txt")
 
-    A checkpoint records when its code was committed, not the wall clock, so retraining the
-    same code gives the same bytes (``checkpoints.source_date``). Outside git, or where git
-    fails, the checkpoint records the time of saving.
+
+def set_source_date() -> None:
+    """Date the stage's checkpoints by the commit of the code they come from (``SOURCE_DATE_EPOCH``).
+
+    A checkpoint records when its code and params were last committed (:data:`SOURCE_PATHS`),
+    not the wall clock, so retraining the same code gives the same bytes
+    (``checkpoints.source_date``). A ``SOURCE_DATE_EPOCH`` already set is kept; outside git, or
+    where git fails, the checkpoint records the time of saving.
     """
     if os.environ.get("SOURCE_DATE_EPOCH"):
         return
     try:
-        done = subprocess.run(["git", "log", "-1", "--format=%ct"], capture_output=True, text=True, timeout=30)
+        done = subprocess.run(["git", "log", "-1", "--format=%ct", "--", *SOURCE_PATHS], capture_output=True,
+                              text=True, timeout=30)
     except (OSError, subprocess.SubprocessError):
         return
     if done.returncode == 0 and done.stdout.strip().isdigit():

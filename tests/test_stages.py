@@ -167,3 +167,29 @@ def test_the_wrapper_re_raises_bugs_with_their_traceback(tmp_path):
     plain = subprocess.run([sys.executable, "-c", code.replace("TypeError", "ValueError"), str(STAGES)],
                            env=environment(), capture_output=True, text=True, timeout=120)
     assert plain.returncode == 1 and plain.stderr == "demo: error: a bug\n"
+
+
+def test_checkpoints_are_dated_by_the_last_commit_of_code_or_params(tmp_path):
+    """SOURCE_DATE_EPOCH: the last commit that changed params.yaml (or code), not a later README commit."""
+    env = {**environment(), "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    env.pop("SOURCE_DATE_EPOCH", None)
+
+    def git(*args, date=None):
+        extra = {"GIT_AUTHOR_DATE": date, "GIT_COMMITTER_DATE": date} if date else {}
+        subprocess.run(["git", *args], cwd=tmp_path, env={**env, **extra}, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "params.yaml").write_text("train: {}\n")
+    git("add", "-A")
+    git("commit", "-qm", "params", date="@1700000000 +0000")
+    (tmp_path / "README.md").write_text("words\n")
+    git("add", "-A")
+    git("commit", "-qm", "readme", date="@1800000000 +0000")
+    code = (f"import os, sys; sys.path.insert(0, {str(STAGES)!r}); from _common import set_source_date; "
+            "set_source_date(); print(os.environ['SOURCE_DATE_EPOCH'])")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "1700000000", done.stderr
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**env, "SOURCE_DATE_EPOCH": "5"},
+                          capture_output=True, text=True)
+    assert done.stdout.strip() == "5", done.stderr  # one set by the user is kept

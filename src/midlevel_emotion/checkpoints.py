@@ -58,7 +58,7 @@ def save_checkpoint(path: Path, model: torch.nn.Module, *, kind: str, config: Tr
     - ``input``: crop_seconds, crop_frames (the window the model hears), eval_hop_seconds;
     - ``corpus``: ``synthetic`` or the real source; ``trained_at`` (UTC ISO date: the
       ``SOURCE_DATE_EPOCH`` of the environment, which the pipeline's stages set to the date
-      of the commit they run, else the time of saving; :func:`source_date`), ``seed``,
+      of the last commit of the code and params, else the time of saving; :func:`source_date`), ``seed``,
       ``params_hash``; ``test_pearson``: target -> r on the held-out test split;
     - ``state_dict``: the weights (on CPU).
 
