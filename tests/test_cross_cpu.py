@@ -42,6 +42,10 @@ def fingerprint(*, emulated: bool, options: tuple[str, ...] = ()) -> dict:
     """The fingerprint's JSON, run natively or under the emulator (the same Python, the same venv)."""
     env = {k: v for k, v in os.environ.items() if k not in set(PINNED_KERNELS) | {"OMP_NUM_THREADS", "MKL_NUM_THREADS"}}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
+    # librosa compiles numba kernels when imported (none of them on the data path: the digests
+    # agree either way). Numba caches them per CPU model, so a fresh venv compiled them again
+    # inside the emulator, for 3 minutes; for a "generic" CPU the native run's cache serves both.
+    env["NUMBA_CPU_NAME"] = "generic"
     # --no-probe: the top-level probe (a full-width Joint model) takes minutes on the emulator;
     # the steps train narrow networks of every kind on the pipeline's own data
     command = [sys.executable, "-m", "midlevel_emotion.fingerprint", "--no-probe", *options]
