@@ -9,6 +9,12 @@ if [ "${MIDLEVEL_EMOTION_ENV:-}" = "active" ]; then
 fi
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
+    # The oldest Python tested is 3.11.2 (Debian 12's python3; pyproject.toml's requires-python)
+    if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        echo "scripts/venv.sh: $("$PYTHON" --version 2>&1 || echo "$PYTHON: not found") is not supported:" \
+             "midlevel-emotion needs Python 3.11 or newer (set PYTHON=/path/to/python3.11)" >&2
+        exit 1
+    fi
     echo "creating .venv with $("$PYTHON" --version)" >&2
     "$PYTHON" -m venv .venv
 fi

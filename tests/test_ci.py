@@ -141,3 +141,18 @@ def test_the_pull_request_script_reports_regressions_and_not_drift(tmp_path, cha
     assert "### working tree against main: " + ("PASS" if status == 0 else "FAIL") in verdict
     assert ("`a2e.r_avg`" in verdict) and (("**worse**" in verdict) == (status == 1))
     assert summary.read_text() == verdict  # the job summary shows the same
+
+
+def test_the_venv_refuses_a_python_older_than_the_floor_in_one_line(tmp_path):
+    """scripts/venv.sh makes .venv with $PYTHON only if it is 3.11 or newer (pyproject's floor)."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "venv.sh", tmp_path / "scripts" / "venv.sh")
+    old = tmp_path / "python3.10"
+    old.write_text('#!/bin/sh\n[ "$1" = "--version" ] && echo "Python 3.10.13" && exit 0\nexit 1\n')
+    old.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "MIDLEVEL_EMOTION_ENV"}
+    done = subprocess.run(["bash", "-c", "source scripts/venv.sh"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**env, "PYTHON": str(old)})
+    assert done.returncode == 1 and not (tmp_path / ".venv").exists()
+    assert done.stderr.strip() == ("scripts/venv.sh: Python 3.10.13 is not supported: midlevel-emotion needs "
+                                   "Python 3.11 or newer (set PYTHON=/path/to/python3.11)")
