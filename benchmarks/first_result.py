@@ -37,25 +37,15 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGE_LINE = re.compile(r"Running stage '([^']+)'")
 
 
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` is often empty on Linux)."""
+def cpuinfo(field: str) -> str:
+    """The first ``field`` line of /proc/cpuinfo (``platform.processor()`` is often empty on Linux)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(field):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
-
-
-def cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    return []
+    return ""
 
 
 def clean_env(python: str) -> dict[str, str]:
@@ -108,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     subprocess.run(["git", "checkout", "-q", rev], cwd=clone, check=True)
     env = clean_env(args.python)
     version = subprocess.run([args.python, "--version"], capture_output=True, text=True).stdout.strip()
-    report: dict = {"rev": rev, "cpu": cpu_model(), "cores": os.cpu_count(),
-                    "avx512": any(f.startswith("avx512") for f in cpu_flags()), "python": version,
+    report: dict = {"rev": rev, "cpu": cpuinfo("model name") or platform.processor() or "unknown",
+                    "cores": os.cpu_count(), "avx512": "avx512f" in cpuinfo("flags").split(), "python": version,
                     "clone": str(clone)}
     status = 0
     if not args.skip_repro:
