@@ -158,7 +158,7 @@ def _bf16_agrees(key: str, fp32: float, bf16: float) -> bool:
     compared as a factor (within 1.5x either way), since its size varies from 0.07 to 10
     between models; everything else (Pearson r means and stds, CoE, planted-truth
     correlations, sign agreement) within 0.25. The bands catch a broken bf16 path (NaN, r
-    collapsing, errors exploding), not a 0.01 drift; README "Training the grid fast" gives
+    collapsing, errors exploding), not a 0.01 drift; docs/performance.md "Training the grid fast" gives
     the agreement at the embedded default's scale.
     """
     if key.endswith("mse_ratio"):
