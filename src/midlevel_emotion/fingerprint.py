@@ -26,14 +26,28 @@ from typing import Any, Mapping, Sequence
 from .determinism import configure_cpu, pin_numpy
 
 
+def _update(digest: Any, array: Any, label: str = "") -> None:
+    """Feed an array's label, dtype, shape and raw bytes to ``digest``."""
+    import numpy as np
+
+    array = np.ascontiguousarray(array)
+    digest.update(f"{label}{array.dtype}|{array.shape}|".encode())
+    digest.update(array.tobytes())
+
+
 def state_digest(state: Mapping[str, Any]) -> str:
     """sha256 of a state dict's names, dtypes, shapes and raw bytes (bitwise identity)."""
     digest = hashlib.sha256()
     for name in sorted(state):
-        array = state[name].detach().cpu().contiguous().numpy()
-        digest.update(f"{name}|{array.dtype}|{array.shape}|".encode())
-        digest.update(array.tobytes())
+        _update(digest, state[name].detach().cpu().numpy(), f"{name}|")
     return digest.hexdigest()
+
+
+def machine() -> dict[str, Any]:
+    """What torch runs on here: its kernel set (``cpu_capability``) and intra-op ``threads``."""
+    import torch
+
+    return {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def probe(*, epochs: int = 1, clips: int = 16, crop_seconds: float = 3.0, seed: int = 0) -> dict[str, Any]:
@@ -72,19 +86,14 @@ def probe(*, epochs: int = 1, clips: int = 16, crop_seconds: float = 3.0, seed: 
     result = train("joint", train_set, validation_set, mean=0.0, std=1.0, config=config, seed=seed,
                    device=torch.device("cpu"), progress=False)
     state = result.model.state_dict()
-    return {"sha256": state_digest(state), "state": state, "threads": torch.get_num_threads(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    return {"sha256": state_digest(state), "state": state, **machine()}
 
 
 def array_digest(*arrays: Any) -> str:
     """sha256 of arrays' dtypes, shapes and raw bytes (bitwise identity)."""
-    import numpy as np
-
     digest = hashlib.sha256()
     for array in arrays:
-        array = np.ascontiguousarray(array)
-        digest.update(f"{array.dtype}|{array.shape}|".encode())
-        digest.update(array.tobytes())
+        _update(digest, array)
     return digest.hexdigest()
 
 
@@ -93,7 +102,8 @@ def probe_data_path(*, seed: int = 0, duration_seconds: float = 3.0, width: floa
 
     The steps are the pipeline's own functions: ``synthetic.generate_corpus`` (render and mp3
     encode), ``audio.load`` (decode, downmix, soxr resampling, peak normalisation),
-    ``features.log_filtered_spectrogram``, the store's moments (mean and std), one epoch of
+    ``features.log_filtered_spectrogram``, the store's mean and std (``store.write_store_from_arrays``,
+    the arithmetic of the ``spectrogram`` stage's ``stats.json``), one epoch of
     :func:`training.train` for A2E, A2Mid and Joint (a ``width`` trunk, so an emulated CPU
     gets through it) on crops of those spectrograms, and the evaluation's numbers
     (``scores.pearson`` of the predictions, ``scores.fit_linear``).
@@ -113,7 +123,7 @@ def probe_data_path(*, seed: int = 0, duration_seconds: float = 3.0, width: floa
     from .constants import SpectrogramSettings
     from .features import log_filtered_spectrogram
     from .scores import fit_linear, pearson
-    from .store import _merge_moments, _moments
+    from .store import write_store_from_arrays
     from .synthetic import generate_corpus
     from .training import ClipSet, TrainConfig, predict, train
 
@@ -128,8 +138,9 @@ def probe_data_path(*, seed: int = 0, duration_seconds: float = 3.0, width: floa
     steps["decoded"] = array_digest(*signals)
     spectrograms = [log_filtered_spectrogram(signal, **settings.kwargs()) for signal in signals]
     steps["spectrogram"] = array_digest(*spectrograms)
-    count, mean, m2 = _merge_moments(_moments(spec) for spec in spectrograms)
-    std = float(np.sqrt(m2 / count))
+    with tempfile.TemporaryDirectory() as tmp:
+        stats = write_store_from_arrays({f"c{i}": spec for i, spec in enumerate(spectrograms)}, Path(tmp) / "store")
+    mean, std = stats["mean"], stats["std"]
     steps["moments"] = array_digest(np.array([mean, std]))
     # 12 training and 4 validation "clips": 1 s windows of the two spectrograms
     frames = 32
@@ -173,7 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="train the Joint model on random clips for the top-level sha256 (default: on; "
                              "off for an emulated CPU, where it takes minutes)")
     parser.add_argument("--numpy-pin", action=argparse.BooleanOptionalAction, default=True,
-                        help="pin numpy's loops as every stage does (default: on; off shows what the pin changes)")
+                        help="pin numpy's loops as every stage does (default: on; off, with --no-reproducible, "
+                             "whose pins include numpy's, shows what the pin changes)")
     args = parser.parse_args(argv)
     if args.save and not args.probe:
         parser.error("--save writes the probe's weights: it needs --probe")
@@ -187,10 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.data_path:
         result["steps"] = probe_data_path()
     import numpy
-    import torch
 
-    result["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
-    result["threads"] = torch.get_num_threads()
+    result.update(machine())
     # what numpy detects on this CPU (the pins switch off dispatch targets, not the detection)
     result["cpu_detected"] = [name for name, on in numpy._core._multiarray_umath.__cpu_features__.items()
                               if on and name.startswith(("AVX512", "X86_V"))]
