@@ -14,6 +14,7 @@ Every stage script ends through :func:`run`, so every stage behaves the same:
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -56,12 +57,19 @@ def run(main: Callable[[], int | None], name: str) -> NoReturn:
     """
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     set_source_date()
+    interrupted = _note_ctrl_c()
     try:
         status = main()
     except KeyboardInterrupt:
         _say(f"{name}: interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except Exception as err:  # noqa: BLE001 - sorted below: input errors one line, bugs re-raised
+        if interrupted.came and not debug:
+            # A library can turn the KeyboardInterrupt into another error (numpy's
+            # ndarray.tofile raises TypeError when Ctrl-C lands in its path check); it is
+            # still the user's Ctrl-C.
+            _say(f"{name}: interrupted")
+            sys.exit(EXIT_INTERRUPTED)
         if debug or not is_input_error(err):
             raise
         _say(f"{name}: error: {one_line(err)}")
@@ -91,6 +99,30 @@ def set_source_date() -> None:
         return
     if done.returncode == 0 and done.stdout.strip().isdigit():
         os.environ["SOURCE_DATE_EPOCH"] = done.stdout.strip()
+
+
+class _Flag:
+    """Whether Ctrl-C came (set by the signal handler, read by :func:`run`)."""
+
+    came = False
+
+
+def _note_ctrl_c() -> _Flag:
+    """Raise KeyboardInterrupt on SIGINT as Python does, and remember that it came.
+
+    A SIGINT that the process inherited ignored (a background job of a non-interactive shell)
+    stays ignored.
+    """
+    flag = _Flag()
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return flag
+
+    def on_sigint(signum: int, frame: object) -> None:
+        flag.came = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return flag
 
 
 def _say(line: str) -> None:

@@ -153,6 +153,24 @@ def test_ctrl_c_exits_130_with_one_line_and_leaves_nothing_half_written(tmp_path
     assert not list(tmp_path.glob(".out.*"))  # the half-built folder is gone
 
 
+def test_ctrl_c_that_a_library_turns_into_another_error_still_exits_130():
+    # numpy's ndarray.tofile turns a KeyboardInterrupt that lands in its path check into a
+    # TypeError; the stage was still interrupted by the user, not broken.
+    code = ("import os, signal, sys; sys.path.insert(0, sys.argv[1]); from _common import run\n"
+            "def main():\n"
+            "    try:\n        os.kill(os.getpid(), signal.SIGINT)\n"
+            "    except KeyboardInterrupt:\n        raise TypeError('expected str, not BufferedWriter')\n"
+            "run(main, 'demo')\n")
+    done = subprocess.run([sys.executable, "-c", code, str(STAGES)], env=environment(), capture_output=True,
+                          text=True, timeout=120, preexec_fn=ctrl_c_as_in_a_terminal)
+    assert (done.returncode, done.stderr) == (130, "demo: interrupted\n")
+    bug = subprocess.run([sys.executable, "-c", code.replace("os.kill(os.getpid(), signal.SIGINT)",
+                                                             "raise KeyboardInterrupt"), str(STAGES)],
+                         env=environment(), capture_output=True, text=True, timeout=120,
+                         preexec_fn=ctrl_c_as_in_a_terminal)
+    assert bug.returncode == 1 and "TypeError" in bug.stderr  # no Ctrl-C came: still a bug
+
+
 def test_the_wrapper_re_raises_bugs_with_their_traceback(tmp_path):
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from _common import run\n"
             "def main():\n    raise TypeError('a bug')\n"
