@@ -224,7 +224,7 @@ def test_default_metadata_and_targets():
     assert abs(share - S.SINGLE_ARTIST_FRACTION) <= 0.01
     assert singles.sum() >= 0.08 * len(singles)  # enough for the 8 % artist-disjoint A2Mid+ test split
     assert not singles[~other].any()  # Soundtracks composers have several excerpts
-    assert max(counts.values()) <= 7  # groups of 2-6, a 1-track tail merged into the last
+    assert max(counts.values()) <= 6  # groups of 2-6 (a short tail is merged or topped up)
     assert not set(np.array(labels.artists)[other]) & set(np.array(labels.artists)[~other])
     targets = set(labels.targets)
     assert targets <= set(S.TARGET_CATEGORIES) and len(targets) >= 6
@@ -557,11 +557,49 @@ def test_other_latents_barely_move_a_measure():
     assert abs(flatness_at(mino, 0.9) - flatness_at(mino, 0.1)) < 0.25 * (flatness_at(dis, 0.9) - flatness_at(dis, 0.1))
 
 
-@pytest.mark.parametrize("n", [2, 3, 7, 8, 13, 100])
-def test_group_sizes_partition_n_and_merge_a_short_tail(n):
+@pytest.mark.parametrize("low, high", [(2, 5), (2, 6)])  # the Soundtracks films, the other artists
+def test_group_sizes_partition_n_within_bounds(low, high):
     from midlevel_emotion.synthetic.labels import _group_sizes
 
-    for seed in range(20):
-        sizes = _group_sizes(np.random.default_rng(seed), n, 2, 6)
-        assert sum(sizes) == n, sizes  # a merged tail once went into the wrong group (or crashed)
-        assert all(size >= 2 for size in sizes), sizes
+    for n in [0, *range(low, 601)]:
+        for seed in range(5):
+            sizes = _group_sizes(np.random.default_rng(seed), n, low, high)
+            assert sum(sizes) == n, (n, seed, sizes)  # a merged tail once went into the wrong group (or crashed)
+            # merging a short tail used to overshoot: 5 + 1 = 6 excerpts of a film promised 2-5
+            assert all(low <= size <= high for size in sizes), (n, seed, sizes)
+
+
+def test_group_sizes_tops_up_a_short_tail_only_where_merging_overshoots():
+    from midlevel_emotion.synthetic.labels import _group_sizes, _repair_tail
+
+    # n=6, seed 0 draws 5 then 1: once merged into one film of 6
+    assert _group_sizes(np.random.default_rng(0), 6, 2, 5) == [4, 2]
+    cases = [([5, 1], 5, [4, 2]), ([4, 5, 1], 5, [4, 4, 2]), ([3, 1], 5, [4]), ([6, 1], 6, [5, 2])]
+    for sizes, high, repaired in cases:
+        _repair_tail(sizes, 2, high)
+        assert sizes == repaired  # merged where that fits, so the partitions that were valid stay as they were
+
+
+@pytest.mark.parametrize("n, low, high", [(1, 2, 5), (1, 2, 6), (4, 5, 9), (5, 3, 4)])
+def test_group_sizes_rejects_what_cannot_be_partitioned(n, low, high):
+    from midlevel_emotion.synthetic.labels import _group_sizes
+
+    with pytest.raises(ValueError, match="partition"):
+        _group_sizes(np.random.default_rng(0), n, low, high)
+
+
+@pytest.mark.parametrize("seed", [3, 8, 2019])
+def test_every_film_has_2_to_5_excerpts(seed):
+    """The promise of ``_metadata``; seeds 3 and 8 once gave a film 6 at ``n_soundtracks: 6``."""
+    for n_soundtracks in range(2, 41):
+        labels = S.draw_labels(seed, n_clips=n_soundtracks + 4, n_soundtracks=n_soundtracks)
+        films: dict[str, int] = {}
+        for song_id in labels.soundtrack_song_ids:
+            films[labels.artists[song_id - 1]] = films.get(labels.artists[song_id - 1], 0) + 1
+        assert all(2 <= size <= 5 for size in films.values()), (n_soundtracks, films)
+
+
+def test_a_single_soundtracks_clip_is_a_one_excerpt_film():
+    labels = S.draw_labels(1, n_clips=3, n_soundtracks=1)
+    song_id = int(labels.soundtrack_song_ids[0])
+    assert labels.sources[song_id - 1] == "soundtracks" and labels.titles[song_id - 1].endswith(": Cue 1")

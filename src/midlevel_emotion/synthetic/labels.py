@@ -233,17 +233,56 @@ def _validate_sizes(n_clips, n_soundtracks) -> tuple[int, int]:
 
 
 def _group_sizes(rng: np.random.Generator, n: int, low: int, high: int) -> list[int]:
-    """Partition n into group sizes in [low, high] (the last group absorbs a short remainder)."""
+    """Partition n into group sizes in [low, high], each drawn uniformly until n runs out.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of the draws (one per group).
+    n : int
+        Total to partition; 0 gives no groups.
+    low, high : int
+        Bounds on every group size; ``high >= 2 * low - 1``, so that any ``n >= low`` can be split.
+
+    Returns
+    -------
+    list of int
+        Sizes that sum to ``n``, each in ``[low, high]``.
+
+    Raises
+    ------
+    ValueError
+        If ``0 < n < low`` (no partition exists) or ``high < 2 * low - 1``.
+    """
+    if high < 2 * low - 1:  # e.g. [3, 4] cannot make 5: the tail repair below needs the room
+        raise ValueError(f"group sizes in [{low}, {high}] cannot partition every n >= {low}: "
+                         "need high >= 2 * low - 1")
+    if 0 < n < low:
+        raise ValueError(f"cannot partition {n} into groups of {low} to {high}")
     sizes: list[int] = []
     left = n
     while left > 0:
         size = min(int(rng.integers(low, high + 1)), left)
         sizes.append(size)
         left -= size
-    if len(sizes) > 1 and sizes[-1] < low:  # merge a short tail into the previous group
-        tail = sizes.pop()  # first: `sizes[-2] += sizes.pop()` would index the list before the pop
-        sizes[-1] += tail
+    if sizes and sizes[-1] < low:  # the first group is >= low (as n >= low), so there is one before
+        _repair_tail(sizes, low, high)
     return sizes
+
+
+def _repair_tail(sizes: list[int], low: int, high: int) -> None:
+    """Bring a short last group up to ``low`` in place, taking from the group before it.
+
+    Merging the tail into the previous group, the simple fix, can overshoot ``high`` (5 + 1 = 6
+    excerpts for a film promised 2-5); then the previous group lends the tail just what it lacks.
+    Merging is kept where it fits, so the partitions that were already valid do not change.
+    """
+    tail = sizes.pop()  # first: `sizes[-2] += sizes.pop()` would index the list before the pop
+    if sizes[-1] + tail <= high:
+        sizes[-1] += tail
+    else:  # sizes[-1] + tail > high >= 2 * low - 1, so the lender keeps at least low
+        sizes[-1] -= low - tail
+        sizes.append(low)
 
 
 def _names(rng: np.random.Generator, n: int, first: tuple[str, ...], last: tuple[str, ...],
@@ -277,9 +316,10 @@ def _metadata(rng: np.random.Generator, n_clips: int, soundtrack_song_ids: np.nd
     albums = [""] * n_clips
     taken: set[str] = set()
 
-    # Soundtracks: one composer per film, 2-5 excerpts per film (360 from 110 in the real set).
+    # Soundtracks: one composer per film, 2-5 excerpts per film (360 from 110 in the real set);
+    # a corpus with a single Soundtracks clip (tiny test corpora) can only have a one-excerpt film.
     st_rows = soundtrack_song_ids - 1  # in Soundtracks-number order
-    sizes = _group_sizes(rng, n_soundtracks, 2, 5) if n_soundtracks else []
+    sizes = _group_sizes(rng, n_soundtracks, 2, 5) if n_soundtracks != 1 else [1]
     composers = _names(rng, len(sizes), _FIRST, _LAST, "{} {}", taken)
     start = 0
     for g, size in enumerate(sizes):
