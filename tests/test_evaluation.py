@@ -16,7 +16,8 @@ from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.collect import EvaluationError, read_truth_weights
 from midlevel_emotion.evaluation import evaluate
 from midlevel_emotion.results import score_records, split_records, write_not_run, write_stage
-from midlevel_emotion.statistics import calibration, list_paths, min_wilcoxon_p, paired_tests, weights_vs_truth
+from midlevel_emotion.statistics import (calibration, list_paths, min_wilcoxon_p, paired_tests,
+                                        sign_agreement_per_weight, weight_stability, weights_vs_truth)
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "reference" / "paper.json"
@@ -252,6 +253,20 @@ def test_report_on_real_corpus_has_no_synthetic_warning(tmp_path):
     result = evaluate(results, models, raw, REFERENCE, params(source="download"))
     assert "SYNTHETIC" not in result["report"] and not result["synthetic"]
     assert "explanation_truth" not in result["metrics"]
+    # stability needs no truth: on real data its section stands alone. The fixture's linear
+    # maps are all zeros (constant: r undefined, reported as such) and Joint has no checkpoints.
+    report = result["report"]
+    assert "## Explanations against the planted weights" not in report
+    assert "## Stability of the explanations across runs" in report
+    stability = result["metrics"]["explanation_stability"]
+    assert set(stability) == {"mid2e", "a2mid2e"}
+    assert stability["mid2e"] == {"n_runs": 5, "pairwise_r_mean": None, "pairwise_r_min": None, "n_pairs": 0,
+                                  "degenerate_runs": 5, "sign_agreement_mean": 1.0, "sign_agreement_min": 1.0}
+    section = report[report.index("## Stability of"):]
+    assert table_row(section, "A2Mid2E")[:4] == ["n/a", "n/a", "1.00", "1.00"]
+    assert table_row(section, "A2Mid2E-Joint")[0].startswith("missing for 5 of 5 runs")
+    assert "- Mid2E (annotated mid-level): 5 run(s) with a constant or non-finite emotion layer" in report
+    assert "Sign agreement per weight" not in report  # Joint has no runs to compare
 
 
 def test_seed_mismatch_raises_naming_files(tmp_path):
@@ -362,6 +377,117 @@ def test_explanations_scored_against_planted_weights(tmp_path):
     assert m["joint"]["weight_correlation"]["std"] is not None
 
 
+def test_stability_of_the_explanations_in_metrics_and_report(tmp_path):
+    truth = np.random.default_rng(2).normal(0, 0.3, size=(8, 7))
+    results, models, raw = write_fixture(tmp_path, truth=truth)  # Mid2E = truth, A2Mid2E = -truth, every seed
+    truth_file(raw, truth)
+    # Joint: 2 * truth + an offset per seed; r is blind to offset and scale, so the runs agree (r = 1)
+    for s in SEEDS:
+        save_joint(models / "joint" / f"joint_seed_{s}.pt", 2 * truth + (0.01 * s), s, clip_ids(s))
+    result = evaluate(results, models, raw, REFERENCE, params())
+    stability = result["metrics"]["explanation_stability"]
+    assert set(stability) == {"mid2e", "a2mid2e", "joint"}
+    for model in ("mid2e", "a2mid2e", "joint"):
+        assert stability[model] == {"n_runs": 5, "pairwise_r_mean": 1.0, "pairwise_r_min": 1.0, "n_pairs": 10,
+                                    "degenerate_runs": 0, "sign_agreement_mean": 1.0, "sign_agreement_min": 1.0}
+    assert list_paths(result["metrics"]) == []
+    report = result["report"]
+    # right after the planted-truth section, before the footer
+    truth_at, stability_at = report.index("## Explanations against the planted"), report.index("## Stability of")
+    assert truth_at < stability_at < report.index("Table 4 (song-level")
+    assert "1 = every run learned the same emotion layer up to scale" in report
+    assert table_row(report[truth_at:], "A2Mid2E-Joint") == ["1.00 ± 0.00", "1.00 ± 0.00", "1.01 ± 0.01", "5"]
+    assert table_row(report[stability_at:], "A2Mid2E-Joint") == ["1.00", "1.00", "1.00", "1.00", "5"]
+    assert table_row(report, "valence") == ["1.00"] * 7  # the per-weight table of Joint
+
+    # seed 4's Joint flips the sign of valence <- melodiousness: that weight's agreement is 4/5
+    flipped = 2 * truth + 0.04
+    flipped[0, 0] = -flipped[0, 0]
+    save_joint(models / "joint" / "joint_seed_4.pt", flipped, 4, clip_ids(4))
+    result = evaluate(results, models, raw, REFERENCE, params())
+    joint = result["metrics"]["explanation_stability"]["joint"]
+    assert joint["sign_agreement_min"] == 0.8
+    assert joint["sign_agreement_mean"] == round((55 + 0.8) / 56, 4)
+    assert joint["pairwise_r_min"] < joint["pairwise_r_mean"] < 1.0
+    assert result["metrics"]["explanation_stability"]["mid2e"]["pairwise_r_mean"] == 1.0  # untouched
+    assert table_row(result["report"], "valence") == ["0.80"] + ["1.00"] * 6
+    assert table_row(result["report"], "energy") == ["1.00"] * 7
+
+
+def test_weight_stability_identical_runs_agree_fully():
+    w = np.random.default_rng(5).normal(size=(8, 7))
+    same = weight_stability({0: w, 1: w.copy(), 2: w.copy()})
+    assert same == {"n_runs": 3, "pairwise_r_mean": 1.0, "pairwise_r_min": 1.0, "n_pairs": 3, "degenerate_runs": 0,
+                    "sign_agreement_mean": 1.0, "sign_agreement_min": 1.0}
+    scaled = weight_stability({0: w, 1: 3 * w})  # scale-free: the same explanation
+    assert scaled["pairwise_r_mean"] == pytest.approx(1.0) and scaled["sign_agreement_min"] == 1.0
+    assert np.array_equal(sign_agreement_per_weight({0: w, 1: w}), np.ones((8, 7)))
+
+
+def test_weight_stability_exact_values_when_one_run_flips_a_weight():
+    # 28 weights +1 and 28 -1 (mean 0); run 2 flips one +1. Its r with the others is
+    # cov / sqrt(var var) = 54 / sqrt(56 * (56 - 56 / 28**2)) (its mean is -1/28).
+    base = np.where(np.arange(56) % 2 == 0, 1.0, -1.0).reshape(8, 7)
+    flipped = base.copy()
+    flipped[0, 0] = -1.0
+    out = weight_stability({0: base, 1: base.copy(), 2: flipped})
+    r = 54 / np.sqrt(56 * (56 - 56 / 28 ** 2))
+    assert out["n_runs"] == 3 and out["n_pairs"] == 3 and out["degenerate_runs"] == 0
+    assert out["pairwise_r_min"] == pytest.approx(r, abs=1e-12)
+    assert out["pairwise_r_mean"] == pytest.approx((1 + 2 * r) / 3, abs=1e-12)
+    assert out["sign_agreement_min"] == pytest.approx(2 / 3)
+    assert out["sign_agreement_mean"] == pytest.approx((55 + 2 / 3) / 56)
+    per_weight = sign_agreement_per_weight({0: base, 1: base, 2: flipped})
+    expected = np.ones((8, 7))
+    expected[0, 0] = 2 / 3
+    assert np.allclose(per_weight, expected)
+    # two runs that disagree everywhere: r = -1, every weight split 1:1
+    opposite = weight_stability({0: base, 1: -base})
+    assert opposite["pairwise_r_mean"] == pytest.approx(-1.0)
+    assert opposite["sign_agreement_mean"] == 0.5 and opposite["sign_agreement_min"] == 0.5
+
+
+def test_weight_stability_of_different_runs_is_lower():
+    rng = np.random.default_rng(6)
+    runs = {s: rng.normal(size=(8, 7)) for s in range(4)}  # independent: no shared explanation
+    out = weight_stability(runs)
+    assert out["n_pairs"] == 6 and abs(out["pairwise_r_mean"]) < 0.5 and out["pairwise_r_min"] < out["pairwise_r_mean"]
+    assert 0.5 <= out["sign_agreement_min"] < out["sign_agreement_mean"] < 1.0
+
+
+def test_weight_stability_with_fewer_than_two_runs_or_constant_layers():
+    w = np.random.default_rng(7).normal(size=(8, 7))
+    # one run: nothing to compare, so no numbers (never a made-up 1)
+    assert weight_stability({3: w}) == {"n_runs": 1, "pairwise_r_mean": None, "pairwise_r_min": None, "n_pairs": 0,
+                                        "degenerate_runs": 0, "sign_agreement_mean": None, "sign_agreement_min": None}
+    assert weight_stability({})["n_runs"] == 0
+    with pytest.raises(ValueError, match="at least one run"):
+        sign_agreement_per_weight({})
+    # a constant layer has no variance: its pairs' r is undefined and left out, and counted
+    zeros = np.zeros((8, 7))
+    out = weight_stability({0: w, 1: w.copy(), 2: zeros})
+    assert out["degenerate_runs"] == 1 and out["n_pairs"] == 1 and out["pairwise_r_mean"] == 1.0
+    both = weight_stability({0: zeros, 1: zeros})
+    assert both["pairwise_r_mean"] is None and both["n_pairs"] == 0 and both["degenerate_runs"] == 2
+    assert both["sign_agreement_mean"] == 1.0  # exact zeros agree with exact zeros
+    nan = w.copy()
+    nan[2, 3] = np.nan
+    out = weight_stability({0: w, 1: nan, 2: w})
+    assert out["degenerate_runs"] == 1 and out["n_pairs"] == 1 and out["sign_agreement_min"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match=r"seed 1: .*\(7, 8\)"):
+        weight_stability({0: w, 1: w.T})
+
+
+def test_stability_with_one_run_is_reported_as_needing_two(tmp_path):
+    results, models, raw = write_fixture(tmp_path, seeds=[0], truth=np.ones((8, 7)))
+    result = evaluate(results, models, raw, REFERENCE, params(seeds=[0]))
+    mid2e = result["metrics"]["explanation_stability"]["mid2e"]
+    assert mid2e["n_runs"] == 1 and mid2e["pairwise_r_mean"] is None and mid2e["sign_agreement_mean"] is None
+    report = result["report"]
+    assert "Stability needs 2+ runs" in report
+    assert table_row(report[report.index("## Stability of"):], "A2Mid2E")[0] == "n/a: stability needs 2+ runs, 1 here"
+
+
 def run_stage_script(tmp_path, results, models, raw):
     out, report = tmp_path / "metrics" / "evaluate.json", tmp_path / "reports" / "evaluation.md"
     proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--results", str(results),
@@ -385,6 +511,9 @@ def test_metrics_have_no_lists_and_stage_script_writes_outputs(tmp_path):
     assert written["table3"]["a2mid_plus"]["melodiousness"] == pytest.approx(0.6)
     assert written["explanation_truth"]["mid2e"]["weight_correlation"]["mean"] == pytest.approx(1.0)
     assert "joint" not in written["explanation_truth"]  # no checkpoints: reported, not scored
+    assert written["explanation_stability"]["mid2e"]["pairwise_r_mean"] == 1.0  # the same map every seed
+    assert "joint" not in written["explanation_stability"]
+    assert "## Stability of the explanations across runs" in report.read_text()
     assert "## Table 2" in report.read_text()
     headline = json.loads((tmp_path / "metrics" / "headline.json").read_text())
     assert list_paths(headline) == [] and len(flatten(headline)) <= 40

@@ -1,6 +1,7 @@
 """The ``evaluate`` stage: Tables 2 and 3, the cost of explainability with paired tests,
 calibration against the predict-the-train-mean baseline, the leak check, explanations scored
-against the synthetic corpus's planted weights, and the Markdown report.
+against the synthetic corpus's planted weights and against each other across runs (stability),
+and the Markdown report.
 
 The work is split by concern: :mod:`midlevel_emotion.collect` reads the training stages'
 result tables (:mod:`midlevel_emotion.results`) and checks the paired design and the leak;
@@ -20,7 +21,8 @@ from .check import check_embedded, check_paper, read_json
 from .corpus import SYNTHETIC_TRUTH_JSON
 from .headline import headline
 from .report import render_report
-from .statistics import calibration, coe_table, explanation_truth, list_paths, rounded, table2, table3
+from .statistics import (calibration, coe_table, explanation_stability, explanation_truth, list_paths, rounded,
+                         table2, table3)
 
 __all__ = ["EvaluationError", "evaluate", "load_reference"]
 
@@ -63,12 +65,16 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
     -------
     dict
         ``metrics`` (scalar, nested dicts, no lists: ``n_runs``, ``table2``, ``table3``,
-        ``calibration``, ``leak_check``, ``explanation_truth``), ``headline`` (the selection
+        ``calibration``, ``leak_check``, ``explanation_truth`` (synthetic corpus only),
+        ``explanation_stability`` (every corpus: how much the runs' emotion layers agree,
+        :func:`midlevel_emotion.statistics.weight_stability`)), ``headline`` (the selection
         :func:`midlevel_emotion.headline.headline` makes of them), ``verdict`` (against the
         paper, or the embedded run's expectations on the synthetic corpus), ``report``
         (Markdown), and
         what the report was built from (``corpus``, ``seeds``, ``synthetic``, ``not_run``,
-        ``leak_check``, ``truth_skipped``, ``truth_error``).
+        ``leak_check``, ``truth_skipped``, ``truth_error``, ``stability_skipped``,
+        ``stability_sign_agreement``: model -> (8, 7) per-weight sign agreement, for the
+        report only).
 
     Raises
     ------
@@ -91,15 +97,20 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
 
     truth_path = Path(raw_dir) / SYNTHETIC_TRUTH_JSON
     synthetic = corpus == "synthetic" or truth_path.is_file()
+    # one read of the learned emotion layers, for the planted-truth check and the stability
+    learned = learned_weights(models_dir, seeds, collected.not_run)
     truth_skipped: dict[str, str] = {}
     truth_error = None
     if truth_path.is_file():
-        scored, truth_skipped = explanation_truth(read_truth_weights(truth_path),
-                                                  learned_weights(models_dir, seeds, collected.not_run))
+        scored, truth_skipped = explanation_truth(read_truth_weights(truth_path), learned)
         if scored:
             metrics["explanation_truth"] = scored
     elif synthetic:
         truth_error = f"{truth_path} not found"
+    # the runs against each other: needs no truth, so on every corpus
+    stability, stability_signs, stability_skipped = explanation_stability(learned)
+    if stability:
+        metrics["explanation_stability"] = stability
 
     metrics = rounded(metrics)
     lists = list_paths(metrics)
@@ -107,7 +118,8 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
         raise AssertionError(f"metrics must hold no lists (dvc metrics diff); found {lists}")
     result = {"metrics": metrics, "corpus": corpus, "seeds": seeds, "synthetic": synthetic,
               "not_run": collected.not_run, "leak_check": leaks, "truth_skipped": truth_skipped,
-              "truth_error": truth_error, "reference_path": str(reference_path),
+              "truth_error": truth_error, "stability_sign_agreement": stability_signs,
+              "stability_skipped": stability_skipped, "reference_path": str(reference_path),
               "output_init": str((params.get("train") or {}).get("output_init", "kaiming"))}
     reference = load_reference(reference_path)
     result["headline"] = headline(metrics)

@@ -16,6 +16,8 @@ from .corpus import EMOTIONS, MIDLEVEL_FEATURES, SYNTHETIC_TRUTH_JSON
 from .statistics import AVERAGE, BASELINE, CALIBRATION_MODELS, COE_ROWS, TABLE2_MODELS, TABLE3_MODELS, min_wilcoxon_p
 
 COLS = list(EMOTIONS) + [AVERAGE]
+#: The models with a learned mid-level -> emotion layer: key -> label in the explanation sections.
+EXPLANATION_MODELS = {"mid2e": "Mid2E (annotated mid-level)", "a2mid2e": "A2Mid2E", "joint": "A2Mid2E-Joint"}
 HEADER = ["Model"] + [c if c != AVERAGE else "avg" for c in COLS]
 Section = Callable[[Mapping[str, Any], Mapping[str, Any]], list[str]]
 
@@ -242,8 +244,7 @@ def truth_section(result: Mapping[str, Any], reference: Mapping[str, Any]) -> li
               "learned sign agrees (both scale-free), and the relative error ‖learned − planted‖ / ‖planted‖ "
               "on the paper's scale; mean ± std over runs.", ""]
     rows = []
-    labels = {"mid2e": "Mid2E (annotated mid-level)", "a2mid2e": "A2Mid2E", "joint": "A2Mid2E-Joint"}
-    for key, label in labels.items():
+    for key, label in EXPLANATION_MODELS.items():
         if truth and key in truth:
             t = truth[key]
             rows.append([label, _fmt_ms(t["weight_correlation"]), _fmt_ms(t["sign_agreement"]),
@@ -255,6 +256,56 @@ def truth_section(result: Mapping[str, Any], reference: Mapping[str, Any]) -> li
         lines += ["A2Mid2E-Joint's emotion layer started at each run's Mid2E least-squares fit "
                   "(`train.output_init: train_mean`), so its agreement with the planted map largely "
                   "reflects that start, not what end-to-end training learned.", ""]
+    return lines
+
+
+def _stability_row(label: str, s: Mapping[str, Any]) -> list[str]:
+    if s["n_runs"] < 2:
+        return [label, f"n/a: stability needs 2+ runs, {s['n_runs']} here", "", "", "", str(s["n_runs"])]
+    return [label, _fmt(s["pairwise_r_mean"]), _fmt(s["pairwise_r_min"]), _fmt(s["sign_agreement_mean"]),
+            _fmt(s["sign_agreement_min"]), str(s["n_runs"])]
+
+
+def stability_section(result: Mapping[str, Any], reference: Mapping[str, Any]) -> list[str]:
+    """How much the runs' emotion layers agree with each other (right after the planted-truth section)."""
+    stability = result["metrics"].get("explanation_stability") or {}
+    skipped = result.get("stability_skipped") or {}
+    if not (stability or skipped):
+        return []
+    lines = ["## Stability of the explanations across runs", "",
+             "Each run (seed: its own split and initialisation) learns its own 8×7 mid-level → emotion "
+             "layer; here the runs are compared with each other, not with any truth. Pairwise r is the "
+             "Pearson r between two runs' 56 weights (mean and minimum over all pairs of runs): 1 = every "
+             "run learned the same emotion layer up to scale. Sign agreement is, per weight, the share of "
+             "runs whose sign is the most common one (mean and minimum over the 56 weights): 1 = all runs "
+             "agree on every effect's direction; a weight on which two runs split scores 0.50. "
+             "Stability needs 2+ runs.", ""]
+    rows = []
+    for key, label in EXPLANATION_MODELS.items():
+        if key in stability:
+            rows.append(_stability_row(label, stability[key]))
+        else:
+            rows.append([label, skipped.get(key, "no results"), "", "", "", ""])
+    lines += _md_table(["Model", "pairwise r (mean)", "pairwise r (min)", "sign agreement (mean)",
+                        "sign agreement (min)", "runs"], rows) + [""]
+    for key, label in EXPLANATION_MODELS.items():
+        s = stability.get(key)
+        if s and s["n_runs"] >= 2 and s["degenerate_runs"]:
+            pairs = s["n_runs"] * (s["n_runs"] - 1) // 2
+            lines += [f"- {label}: {s['degenerate_runs']} run(s) with a constant or non-finite emotion layer, "
+                      f"whose r with any run is undefined; pairwise r is over the other {s['n_pairs']} of "
+                      f"{pairs} pairs" + (" (none: n/a)" if not s["n_pairs"] else "") + "."]
+    if any(s["n_runs"] >= 2 and s["degenerate_runs"] for s in stability.values()):
+        lines += [""]
+    if result.get("output_init") == "train_mean" and "joint" in stability:
+        lines += ["A2Mid2E-Joint's emotion layer started at each run's Mid2E least-squares fit "
+                  "(`train.output_init: train_mean`), so its stability largely reflects that start.", ""]
+    signs = (result.get("stability_sign_agreement") or {}).get("joint")
+    if signs is not None:
+        lines += [f"Sign agreement per weight, A2Mid2E-Joint ({stability['joint']['n_runs']} runs; rows "
+                  "emotions, columns mid-level features):", ""]
+        lines += _md_table(["Emotion"] + list(MIDLEVEL_FEATURES),
+                           [[e] + [_fmt(float(x)) for x in row] for e, row in zip(EMOTIONS, signs)]) + [""]
     return lines
 
 
@@ -275,7 +326,7 @@ def verdict_section(result: Mapping[str, Any], reference: Mapping[str, Any]) -> 
 
 
 SECTIONS: tuple[Section, ...] = (header_section, verdict_section, table2_section, coe_section, later_rerun_section, table3_section,
-                                 calibration_section, leak_section, truth_section, footer_section)
+                                 calibration_section, leak_section, truth_section, stability_section, footer_section)
 
 
 def render_report(result: Mapping[str, Any], reference: Mapping[str, Any]) -> str:
@@ -286,7 +337,8 @@ def render_report(result: Mapping[str, Any], reference: Mapping[str, Any]) -> st
     result : mapping
         What :func:`midlevel_emotion.evaluation.evaluate` computed: ``corpus``, ``seeds``,
         ``synthetic``, ``metrics``, ``not_run`` (model -> reason), ``leak_check``,
-        ``truth_skipped``, ``truth_error``, ``reference_path``, ``output_init``.
+        ``truth_skipped``, ``truth_error``, ``stability_skipped``, ``stability_sign_agreement``,
+        ``reference_path``, ``output_init``.
     reference : mapping
         The paper's values (:func:`midlevel_emotion.evaluation.load_reference`).
     """
