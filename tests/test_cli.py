@@ -130,10 +130,11 @@ def test_explain_table_lists_every_feature_and_emotion_with_the_synthetic_warnin
     for name in (*MIDLEVEL_FEATURES, *EMOTIONS, "bias", "prediction"):
         assert name in out
     header = next(line for line in out.splitlines() if line.startswith("feature"))
-    assert header.split() == ["feature", "value", *EMOTIONS]
-    # rows are aligned: every row of the effects table ends where the header ends
+    assert header.split() == ["feature", "value", "test", "r", *EMOTIONS]
+    # rows are aligned: every row of the effects table ends where the header ends, or one further
+    # in the column of the "*" that marks an unreliable feature (the rules span that column)
     table = out.split(header)[1].split("\n\n")[0].splitlines()
-    assert all(len(line) == len(header) for line in table[1:] if line.strip())
+    assert all(len(line) == len(header) + (line.endswith(("*", "-"))) for line in table[1:] if line.strip())
     assert "song.wav" in out and "windows" in out  # 20 s -> a song-level mean over windows
     warnings = [line for line in err_lines(err) if "synthetic" in line]
     assert len(warnings) == 1 and warnings[0].startswith("warning:")
@@ -224,7 +225,8 @@ def test_batch_csv_has_one_row_per_file_and_lists_failures(capsys, checkpoints, 
         rows = list(csv.DictReader(handle))
     expected = sorted(p for p in audio["music"].iterdir() if p.suffix in (".mp3", ".wav", ".flac", ".ogg"))
     assert [Path(r["file"]) for r in rows] == expected  # notes.txt is not an audio file: skipped
-    assert list(rows[0]) == ["file", "status", *MIDLEVEL_FEATURES, *EMOTIONS, "error"]
+    assert list(rows[0]) == ["file", "status", *MIDLEVEL_FEATURES, *EMOTIONS, "error", "n_runs",
+                             *(f"r_{f}" for f in MIDLEVEL_FEATURES), "unreliable"]
     status = {Path(r["file"]).name: r for r in rows}
     failed = {"silent.wav", "empty.wav", "corrupt.mp3"}
     assert {n for n, r in status.items() if r["status"] == "failed"} == failed

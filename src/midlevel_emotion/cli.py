@@ -84,11 +84,29 @@ def _dump_json(data: Any) -> None:
 
 
 def _checkpoint_path(args: argparse.Namespace) -> Path:
+    """``info``'s checkpoint: the one given, else the default one."""
     if args.checkpoint is not None:
         return Path(args.checkpoint)
     from .explanation import DEFAULT_CHECKPOINT
 
     return Path(DEFAULT_CHECKPOINT)
+
+
+def _checkpoint_paths(args: argparse.Namespace) -> list[Path]:
+    """``explain``'s and ``compare``'s checkpoints: those given (folders expanded), else every run."""
+    from .checkpoints import CheckpointError
+    from .ensemble import checkpoint_paths
+
+    try:
+        return checkpoint_paths(args.checkpoint or [])
+    except CheckpointError as err:
+        raise CLIError(str(err), EXIT_USAGE) from err
+
+
+def _min_feature_r(args: argparse.Namespace) -> float:
+    from .explanation import MIN_FEATURE_R
+
+    return MIN_FEATURE_R if args.min_feature_r is None else float(args.min_feature_r)
 
 
 def _check_outputs(outputs: dict[str, str | None], protected: Sequence[Path]) -> None:
@@ -121,16 +139,17 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
 
 
-def _load_model(path: Path) -> tuple[Any, dict]:
-    """The model and its metadata; CheckpointError -> exit 2 (missing or incompatible)."""
-    from .explanation import load_model
+def _load_models(paths: Sequence[Path]) -> list[tuple[Any, dict]]:
+    """Every run's model and metadata; CheckpointError -> exit 2 (missing, incompatible or unlike the others)."""
     from .checkpoints import CheckpointError
+    from .ensemble import load_models
 
     try:
-        return load_model(path)
+        return load_models(paths)
     except CheckpointError as err:
         message = str(err)
-        if not Path(path).exists():
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
             message += " (train one with `dvc repro`, or pass --checkpoint PATH)"
         raise CLIError(message, EXIT_USAGE) from err
 
@@ -162,15 +181,25 @@ def _warn_if_truncated(path: Path, exp: Any) -> None:
         _err(f"{PROG}: warning: {note}")
 
 
-def _explain_one(path: Path, model: tuple[Any, dict], hop: float | None, debug: bool = False) -> Any:
-    """Explain one file; AudioError and CheckpointError (non-finite output) -> exit 2, others -> exit 1."""
+def _explain_one(path: Path, models: list[tuple[Any, dict]], args: argparse.Namespace) -> Any:
+    """Explain one file; AudioError and CheckpointError (non-finite output) -> exit 2, others -> exit 1.
+
+    One checkpoint: :func:`.explanation.explain`; several: their ensemble, the file decoded once.
+    """
     from .audio import AudioError
     from .explanation import explain
+    from .explanation_batch import explain_many
     from .checkpoints import CheckpointError
 
     try:
-        with _native_stderr(debug):
-            exp = explain(path, model, hop_seconds=hop)
+        with _native_stderr(args.debug):
+            if len(models) == 1:
+                exp = explain(path, models[0], hop_seconds=args.hop, min_feature_r=_min_feature_r(args))
+            else:
+                outcome = next(explain_many([path], models, hop_seconds=args.hop, min_feature_r=_min_feature_r(args)))
+                if outcome.error is not None:
+                    raise outcome.error
+                exp = outcome.explanation
         _warn_if_truncated(path, exp)
         return exp
     except (AudioError, CheckpointError) as err:
@@ -249,11 +278,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return _explain_batch(args)
     path = Path(args.inputs[0])
     _check_input_file(path)
-    checkpoint = _checkpoint_path(args)
-    _check_outputs({"--plot": args.plot}, [path, checkpoint])
-    model = _load_model(checkpoint)
-    exp = _explain_one(path, model, args.hop, args.debug)
-    warning = _warning(model[1], exp)
+    checkpoints = _checkpoint_paths(args)
+    _check_outputs({"--plot": args.plot}, [path, *checkpoints])
+    models = _load_models(checkpoints)
+    exp = _explain_one(path, models, args)
+    warning = _warning(models[0][1], exp)
     note = show.padding_note(exp)
     if note:
         _err(note)
@@ -277,16 +306,16 @@ def _explain_batch(args: argparse.Namespace) -> int:
     files = _expand_inputs(args.inputs, args.recursive)
     if args.csv == "-" and args.json:
         raise CLIError("--csv - and --json both write to stdout; choose one")
-    checkpoint = _checkpoint_path(args)
-    _check_outputs({"--csv": args.csv}, [*files, checkpoint])
-    model = _load_model(checkpoint)
-    warning = _warning(model[1])
-    rows, results, notes, throughput = _explain_files(files, model, args)
+    checkpoints = _checkpoint_paths(args)
+    _check_outputs({"--csv": args.csv}, [*files, *checkpoints])
+    models = _load_models(checkpoints)
+    warning = _warning(models[0][1])
+    rows, results, notes, throughput = _explain_files(files, models, args)
     failures = [(r["file"], r["error"]) for r in rows if r["status"] == "failed"]
     for note in notes:
         _err(note)
     _print_warning(warning)
-    _write_batch(rows, results, args, warning, checkpoint)
+    _write_batch(rows, results, args, warning, checkpoints)
     done = len(files) - len(failures)
     target = f"wrote {args.csv}: " if args.csv not in (None, "-") else ""
     _err(f"{target}{len(files)} file{'s' * (len(files) != 1)}, {done} explained, {len(failures)} failed")
@@ -301,7 +330,7 @@ def _explain_batch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _explain_files(files: list[Path], model: tuple[Any, dict],
+def _explain_files(files: list[Path], models: list[tuple[Any, dict]],
                    args: argparse.Namespace) -> tuple[list[dict], list[dict], list[str], str]:
     """Explain every file, going on after a failed one: CSV rows, JSON results, padding notes
     and the throughput line.
@@ -325,16 +354,16 @@ def _explain_files(files: list[Path], model: tuple[Any, dict],
     timings = Timings()
     bar = tqdm(total=len(files), desc="explain", unit="file", file=sys.stderr, dynamic_ncols=True,
                disable=True if args.no_progress else None)
-    warm_up(model[1])  # librosa's imports stay out of the clips/s, like torch's and the model's loading
+    warm_up(models[0][1])  # librosa's imports stay out of the clips/s, like torch's and the model's loading
     start = time.perf_counter()
-    outcomes = explain_many(files, model, hop_seconds=args.hop, timings=timings,
-                            decode_context=lambda: _native_stderr(args.debug))
+    outcomes = explain_many(files, models, hop_seconds=args.hop, timings=timings,
+                            min_feature_r=_min_feature_r(args), decode_context=lambda: _native_stderr(args.debug))
     try:
         for outcome in outcomes:
             path, exp, err = files[outcome.index], outcome.explanation, outcome.error
             bar.set_postfix_str(path.name[-40:], refresh=False)
             bar.update(1)
-            row: dict[str, Any] = {"file": str(path), "status": "ok", "error": None}
+            row: dict[str, Any] = {"file": str(path), "status": "ok", "error": None, "n_runs": len(models)}
             if isinstance(err, AudioError):
                 row.update({"status": "failed", "error": _one_line(err.reason)})
             elif err is not None:  # one failed file must not stop the batch
@@ -345,6 +374,8 @@ def _explain_files(files: list[Path], model: tuple[Any, dict],
                 _warn_if_truncated(path, exp)
                 row.update({f: exp.midlevel[f] for f in features})
                 row.update({e: exp.emotions[e] for e in emotions})
+                row.update({f"r_{f}": exp.reliability.get(f) for f in features})
+                row["unreliable"] = ";".join(exp.unreliable)
                 note = show.padding_note(exp)
                 if note:
                     notes.append(note)
@@ -363,12 +394,13 @@ def _explain_files(files: list[Path], model: tuple[Any, dict],
 
 
 def _write_batch(rows: list[dict], results: list[dict], args: argparse.Namespace, warning: str | None,
-                 checkpoint: Path) -> None:
+                 checkpoints: list[Path]) -> None:
     """The batch's output: the CSV (atomically, or on stdout), the JSON, or a table on stdout."""
     from .csvsafe import rows_text
 
     features, emotions = show.names()
-    text = rows_text(["file", "status", *features, *emotions, "error"], rows)
+    text = rows_text(["file", "status", *features, *emotions, "error", "n_runs", *(f"r_{f}" for f in features),
+                      "unreliable"], rows)
     if args.csv == "-":
         sys.stdout.write(text)
     elif args.csv is not None:
@@ -380,7 +412,8 @@ def _write_batch(rows: list[dict], results: list[dict], args: argparse.Namespace
             raise CLIError(f"{args.csv}: cannot write CSV ({err.strerror or err})", EXIT_FAILURE) from err
     if args.json:
         n_failed = sum(r["status"] == "failed" for r in rows)
-        _dump_json({"warning": warning, "checkpoint": str(checkpoint), "n_files": len(rows),
+        _dump_json({"warning": warning, "checkpoint": str(checkpoints[0]) if len(checkpoints) == 1 else None,
+                    "checkpoints": [str(c) for c in checkpoints], "n_files": len(rows),
                     "n_failed": n_failed, "files": results})
     elif args.csv is None:
         table_rows = [[Path(r["file"]).name if len(rows) > 1 else r["file"],
@@ -399,15 +432,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     a_path, b_path = Path(args.a), Path(args.b)
     _check_input_file(a_path)
     _check_input_file(b_path)
-    model = _load_model(_checkpoint_path(args))
-    a = _explain_one(a_path, model, args.hop, args.debug)
-    b = _explain_one(b_path, model, args.hop, args.debug)
+    models = _load_models(_checkpoint_paths(args))
+    a = _explain_one(a_path, models, args)
+    b = _explain_one(b_path, models, args)
     try:
         result = compare(a, b)
     except Exception as err:  # noqa: BLE001
         raise CLIError(f"cannot compare {a_path} and {b_path} ({type(err).__name__}: {_one_line(err)})",
                        EXIT_FAILURE) from err
-    warning = _warning(model[1], a)
+    warning = _warning(models[0][1], a)
     for note in (show.padding_note(a), show.padding_note(b)):
         if note:
             _err(note)

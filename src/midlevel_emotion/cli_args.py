@@ -14,6 +14,8 @@ from .check import add_arguments as add_check_arguments
 PROG = "midlevel-emotion"
 PLOT_SUFFIXES: tuple[str, ...] = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 DEFAULT_CHECKPOINT_TEXT = "models/joint/joint_seed_0.pt"  # explanation.DEFAULT_CHECKPOINT, without importing torch
+DEFAULT_RUNS_TEXT = "models/joint"  # ensemble.JOINT_RUNS
+MIN_FEATURE_R_TEXT = "0.3"  # explanation.MIN_FEATURE_R, whose comment says why
 
 
 def _positive_seconds(text: str) -> float:
@@ -23,6 +25,16 @@ def _positive_seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
+def _pearson_r(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not -1.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a Pearson r from -1 to 1, got {text!r}")
     return value
 
 
@@ -36,10 +48,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
-HONESTY = """\
+HONESTY = f"""\
 A checkpoint trained on the synthetic corpus (what `dvc repro` builds by default) says so on
 every output: its predictions on real music mean nothing until the pipeline has run on the
-real data."""
+real data.
+
+By default every run of the Joint model that the pipeline trained ({DEFAULT_RUNS_TEXT}/*.pt)
+explains together: each number is the mean over runs, with its spread between runs and the
+share of runs that agree on each effect's sign. A feature the model predicts with a test r
+below {MIN_FEATURE_R_TEXT} (--min-feature-r) is marked unreliable (*): its effects explain little."""
 
 EXIT_TEXT = """\
 exit status: 0 ok; 1 failure (model error, some files of a batch failed); 2 usage or input
@@ -84,11 +101,14 @@ examples:
   {PROG} explain song.mp3
   {PROG} explain song.mp3 --hop 2.5 --plot song_curves.png
   {PROG} explain song.mp3 --json | jq '.emotions'
-  {PROG} explain clip.wav --checkpoint models/joint/joint_seed_3.pt
+  {PROG} explain clip.wav --checkpoint models/joint/joint_seed_3.pt     (one run)
+  {PROG} explain clip.wav -c models/joint                            (every run in the folder)
   {PROG} explain ~/Music/album/ --csv album.csv
   {PROG} explain a.mp3 b.flac c.ogg --csv - > table.csv
 
-CSV columns: file, status (ok|failed), the 7 features, the 8 emotions, error.
+CSV columns: file, status (ok|failed), the 7 features, the 8 emotions, error, then n_runs,
+r_<feature> for the 7 features (their test r) and unreliable (those below --min-feature-r,
+separated by ';').
 
 {HONESTY}
 
@@ -146,9 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback on errors")
     model = argparse.ArgumentParser(add_help=False)
-    model.add_argument("-c", "--checkpoint", metavar="PATH", default=None,
-                       help=f"trained explainable checkpoint (default: {DEFAULT_CHECKPOINT_TEXT}, "
+    model.add_argument("-c", "--checkpoint", metavar="PATH", action="append", default=None,
+                       help="a trained explainable checkpoint, or a folder of them; repeat for several runs "
+                            f"(default: every run in {DEFAULT_RUNS_TEXT}/, else {DEFAULT_CHECKPOINT_TEXT}; "
                             "relative to the current directory)")
+    model.add_argument("--min-feature-r", metavar="R", type=_pearson_r, default=None,
+                       help="mark the effects of features predicted with a test r below R as unreliable "
+                            f"(default: {MIN_FEATURE_R_TEXT})")
     model.add_argument("--hop", metavar="SECONDS", type=_positive_seconds, default=None,
                        help="slide the window by this much over a long file "
                             "(default: half the window, e.g. 5 s for the paper's 10 s window)")

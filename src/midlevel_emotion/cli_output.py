@@ -104,41 +104,105 @@ def _source_name(exp: Any) -> str:
 # explain
 
 
+def _model_line(exp: Any) -> str:
+    """Which model explains: one checkpoint, or the runs of an ensemble."""
+    ck = exp.checkpoint or {}
+    trained = str(ck.get("trained_at") or "?")[:10]
+    if getattr(exp, "n_runs", 1) > 1:
+        seeds = ", ".join(str(s) for s in ck.get("seeds") or [])
+        where = sorted({str(Path(p).parent) for p in ck.get("paths") or []})
+        return (f"model: {ck.get('kind', '?')}, the mean of {exp.n_runs} runs (seeds {seeds}) from "
+                f"{', '.join(where)} (corpus {ck.get('corpus', '?')}, trained {trained})")
+    return (f"model: {ck.get('kind', '?')} from {ck.get('path', '?')} "
+            f"(corpus {ck.get('corpus', '?')}, trained {trained})")
+
+
+def reliability_note(exp: Any) -> str:
+    """What the ``test r`` column and the ``*`` mean, with where the numbers come from."""
+    runs = getattr(exp, "n_runs", 1)
+    where = f"mean over the {runs} runs" if runs > 1 else "recorded by the checkpoint"
+    text = (f"test r: how well the model predicts the feature (Pearson r on its held-out test split, {where}); "
+            f"* below {exp.min_feature_r:.2f}: unreliable, the model hears this feature too poorly for its "
+            "effects to explain much.")
+    if not any(v is not None for v in exp.reliability.values()):
+        text = "test r: not recorded in the checkpoint; no feature can be marked unreliable."
+    return text
+
+
+def _mark(exp: Any, feature: str, text: str) -> str:
+    return text + "*" if feature in exp.unreliable else text + " "
+
+
 def format_explanation(exp: Any) -> str:
-    """The ``explain FILE`` table: features, effects per emotion, bias and prediction (+ curves)."""
+    """The ``explain FILE`` table: features, effects per emotion, bias and prediction (+ curves).
+
+    Every feature shows its test r, and the effects of a feature below the threshold carry a
+    ``*``. An ensemble adds the spread of every effect between its runs.
+    """
     features, emotions = names()
     n = _n_windows(exp)
-    ck = exp.checkpoint or {}
     lines = [f"{_source_name(exp)}: {seconds(exp.duration_seconds)}"]
     if n > 1:
         lines[0] += (f", song-level mean of {n} windows of {exp.window_seconds:.1f} s "
                      f"(hop {exp.hop_seconds:.1f} s)")
     else:
         lines[0] += f", one {exp.window_seconds:.1f} s window" + (" (looped to fill it)" if exp.padded else "")
-    trained = str(ck.get("trained_at") or "?")[:10]
-    lines.append(f"model: {ck.get('kind', '?')} from {ck.get('path', '?')} "
-                 f"(corpus {ck.get('corpus', '?')}, trained {trained})")
+    lines.append(_model_line(exp))
     lines.append("")
     lines.append("Effect of each mid-level feature on each emotion (weight x feature value);")
-    lines.append("effects + bias = prediction.")
+    lines.append("effects + bias = prediction" + (" (means over runs)." if exp.n_runs > 1 else "."))
     lines.append("")
-    header = ["feature", "value", *emotions]
+    header = ["feature", "value", "test r ", *(e + " " for e in emotions)]  # the space: a column for the *
     rows: list[list[str] | None] = []
     for f in features:
-        rows.append([f, num(exp.midlevel[f]), *(num(exp.effects[e][f], sign=True) for e in emotions)])
+        rows.append([f, num(exp.midlevel[f]), _mark(exp, f, num(exp.reliability.get(f), 2)),
+                     *(_mark(exp, f, num(exp.effects[e][f], sign=True)) for e in emotions)])
     rows.append(None)
-    rows.append(["bias", "", *(num(exp.bias[e], sign=True) for e in emotions)])
-    rows.append(["prediction", "", *(num(exp.emotions[e]) for e in emotions)])
+    rows.append(["bias", "", "", *(num(exp.bias[e], sign=True) + " " for e in emotions)])
+    rows.append(["prediction", "", "", *(num(exp.emotions[e]) + " " for e in emotions)])
+    if exp.n_runs > 1:
+        rows.append(["  +/- (std)", "", "", *(num(exp.emotion_spread[e]["std"]) + " " for e in emotions)])
     lines.append(table(header, rows))
+    lines.append("")
+    lines.append(reliability_note(exp))
+    if exp.n_runs > 1:
+        lines.append("")
+        lines.append(_spread_text(exp))
     # One line per emotion naming its strongest driver: the readable summary.
     lines.append("")
     lines.append("Strongest feature effect per emotion:")
     for e in emotions:
         top = max(features, key=lambda f: abs(exp.effects[e][f]))
-        lines.append(f"  {e:<8} {num(exp.emotions[e]):>7}  mostly {top} ({num(exp.effects[e][top], sign=True)})")
+        notes = []
+        if exp.n_runs > 1:
+            agree = exp.spread[e][top]["sign_agreement"]
+            notes.append(f"{round(agree * exp.n_runs)} of {exp.n_runs} runs agree on its sign")
+        if top in exp.unreliable:
+            notes.append("unreliable feature")
+        note = f"; {', '.join(notes)}" if notes else ""
+        lines.append(f"  {e:<8} {num(exp.emotions[e]):>7}  mostly {top} ({num(exp.effects[e][top], sign=True)}{note})")
     if n > 1:
         lines.append("")
         lines.append(_curve_text(exp))
+    return "\n".join(lines)
+
+
+def _spread_text(exp: Any) -> str:
+    """The ensemble's second table: each effect's standard deviation between runs, and how many
+    runs agree on its sign where not all do."""
+    features, emotions = names()
+    runs = exp.n_runs
+    lines = [f"Spread of each effect between the {runs} runs: standard deviation, and [k/{runs}] where only "
+             f"k of the {runs} runs agree on its sign.", ""]
+    rows = []
+    for f in features:
+        cells = []
+        for e in emotions:
+            cell = exp.spread[e][f]
+            agree = round(cell["sign_agreement"] * runs)
+            cells.append(num(cell["std"]) + (f" [{agree}/{runs}]" if agree < runs else ""))
+        rows.append([f, *cells])
+    lines.append(table(["feature", *emotions], rows))
     return "\n".join(lines)
 
 
@@ -169,8 +233,9 @@ def plot(exp: Any, out: Path, warning: str | None) -> None:
     if _n_windows(exp) > 1:
         times = [float(t) + exp.window_seconds / 2 for t in exp.times]
         fig, axes = plt.subplots(2, 1, figsize=(12, 8), sharex=True, constrained_layout=True)
+        marked = [f"{f} (unreliable, r {exp.reliability[f]:.2f})" if f in exp.unreliable else f for f in features]
         for ax, labels, curve, what in ((axes[0], emotions, exp.emotion_curve, "emotion"),
-                                        (axes[1], features, exp.midlevel_curve, "mid-level feature")):
+                                        (axes[1], marked, exp.midlevel_curve, "mid-level feature")):
             cmap = plt.get_cmap("tab10")
             for j, name in enumerate(labels):
                 ax.plot(times, [row[j] for row in curve], label=name, color=cmap(j), marker=".", lw=1.5)
@@ -183,13 +248,24 @@ def plot(exp: Any, out: Path, warning: str | None) -> None:
         axes[1].set_title("Mid-level features over time")
     else:
         fig, axes = plt.subplots(2, 4, figsize=(15, 7.5), sharey=True, constrained_layout=True)
-        labels = [*features, "bias"]
-        limit = max(max(abs(exp.effects[e][f]) for e in emotions for f in features),
+        labels = [f"{f} *" if f in exp.unreliable else f for f in features] + ["bias"]
+        ranges = [(exp.spread[e][f]["min"], exp.spread[e][f]["max"]) if exp.n_runs > 1 else (exp.effects[e][f],) * 2
+                  for e in emotions for f in features]
+        limit = max(max(abs(x) for pair in ranges for x in pair),
                     max(abs(exp.bias[e]) for e in emotions), 1e-6) * 1.1
         for ax, e in zip(axes.flat, emotions):
             values = [exp.effects[e][f] for f in features] + [exp.bias[e]]
             colours = ["tab:red" if v > 0 else "tab:blue" for v in values[:-1]] + ["0.6"]
-            ax.barh(range(len(labels)), values, color=colours)
+            bars = ax.barh(range(len(labels)), values, color=colours)
+            for bar, f in zip(bars, features):
+                if f in exp.unreliable:  # faded and hatched: an effect of a feature the model hears poorly
+                    bar.set_alpha(0.35)
+                    bar.set_hatch("//")
+            if exp.n_runs > 1:  # whiskers: the smallest and largest effect among the runs
+                low = [exp.effects[e][f] - exp.spread[e][f]["min"] for f in features]
+                high = [exp.spread[e][f]["max"] - exp.effects[e][f] for f in features]
+                ax.errorbar([exp.effects[e][f] for f in features], range(len(features)), xerr=[low, high],
+                            fmt="none", ecolor="black", elinewidth=1, capsize=3)
             ax.axvline(0, color="black", lw=0.8)
             ax.set_xlim(-limit, limit)
             ax.set_yticks(range(len(labels)), labels)
@@ -198,6 +274,10 @@ def plot(exp: Any, out: Path, warning: str | None) -> None:
             ax.set_xlabel("effect (weight x value)")
         axes.flat[0].invert_yaxis()  # once: the y axis is shared; features top to bottom, bias last
         title += "  effects on each emotion; effects + bias = prediction"
+        if exp.n_runs > 1:
+            title += f"\nmean of {exp.n_runs} runs; whiskers: smallest and largest effect among the runs"
+        if exp.unreliable:
+            title += f"\n* hatched: unreliable (test r below {exp.min_feature_r:.2f})"
     if warning:
         fig.suptitle(f"{title}\nWARNING: {warning}", color="black", fontsize="medium")
     else:
@@ -220,7 +300,7 @@ def format_comparison(a: Any, b: Any, result: dict, top: int) -> str:
     """
     features, emotions = names()
     lines = [f"A = {a.source} ({seconds(a.duration_seconds)})",
-             f"B = {b.source} ({seconds(b.duration_seconds)})", ""]
+             f"B = {b.source} ({seconds(b.duration_seconds)})", _model_line(a), ""]
     lines.append("Emotions of A and B, and the mid-level features that make them differ")
     lines.append("(feature's share = its effect in A - its effect in B = weight x (A value - B value);")
     lines.append(" the shares of all seven features add up to A - B).")
@@ -229,7 +309,8 @@ def format_comparison(a: Any, b: Any, result: dict, top: int) -> str:
     for e in emotions:
         entry = result["emotions"][e]
         ranked = entry["features"][:top]
-        text = ", ".join(f"{r['feature']} {num(r['difference'], sign=True)}" for r in ranked)
+        text = ", ".join(f"{r['feature']}{'*' if r.get('unreliable') else ''} {num(r['difference'], sign=True)}"
+                         + _agreement(r.get("spread"), a.n_runs) for r in ranked)
         if abs(float(entry.get("bias_difference", 0.0))) > 5e-4:
             text += f", bias {num(entry['bias_difference'], sign=True)}"
         rows.append([e, num(entry["a"]), num(entry["b"]), num(entry["difference"], sign=True), text])
@@ -238,13 +319,25 @@ def format_comparison(a: Any, b: Any, result: dict, top: int) -> str:
     lines.append("")
     lines.append("Mid-level features:")
     lines.append("")
-    rows = [[f, num(a.midlevel[f]), num(b.midlevel[f]), num(a.midlevel[f] - b.midlevel[f], sign=True)]
-            for f in features]
-    lines.append(table(["feature", "A", "B", "A - B"], rows))
+    rows = [[f, num(a.midlevel[f]), num(b.midlevel[f]), num(a.midlevel[f] - b.midlevel[f], sign=True),
+             _mark(a, f, num(a.reliability.get(f), 2))] for f in features]
+    lines.append(table(["feature", "A", "B", "A - B", "test r"], rows))
+    lines.append("")
+    lines.append(reliability_note(a))
+    if a.n_runs > 1:
+        lines.append(f"[k/{a.n_runs}]: only k of the {a.n_runs} runs agree on the sign of that feature's share.")
     if not result.get("same_model", True):
         lines.append("")
         lines.append("note: A and B were explained by different models; bias differences are listed.")
     return "\n".join(lines)
+
+
+def _agreement(spread: dict | None, runs: int) -> str:
+    """`` [2/3]`` when only 2 of 3 runs agree on the sign, else nothing."""
+    if not spread:
+        return ""
+    agree = round(spread["sign_agreement"] * runs)
+    return f" [{agree}/{runs}]" if agree < runs else ""
 
 
 def format_info(info: dict) -> str:

@@ -55,6 +55,13 @@ SYNTHETIC_WARNING = ("this model was trained on the synthetic corpus: its predic
 
 SIGNAL_SOURCE = "<signal>"
 
+#: Below this test Pearson r a mid-level feature's effects are marked unreliable: the model
+#: hears the feature too poorly for its effects to explain anything. 0.3 is Cohen's "medium"
+#: correlation (9 % of the variance); every feature of the paper's Table 3 clears it (the
+#: lowest, rhythm stability, at 0.34-0.46), while on the embedded run rhythm stability and
+#: minorness fall below it. Changed with ``--min-feature-r``.
+MIN_FEATURE_R = 0.3
+
 SPECTROGRAM_KEYS = tuple(f.name for f in fields(SpectrogramSettings))
 BATCH_SIZE = 16  # windows per forward pass (measured fastest on 2 CPU cores)
 _LINEARITY_TOLERANCE = 1e-3
@@ -91,6 +98,20 @@ def effects(weight: np.ndarray, bias: np.ndarray, midlevel: np.ndarray) -> np.nd
     if midlevel.shape[-1:] != (n_in,):
         raise ValueError(f"expected mid-level values of shape (..., {n_in}), got {midlevel.shape}")
     return midlevel[..., None, :] * weight
+
+
+def spread(values: np.ndarray) -> dict[str, float]:
+    """``std`` (ddof=1), ``min``, ``max`` and ``sign_agreement`` of one quantity over runs (axis 0).
+
+    ``sign_agreement`` is the share of runs whose value has the sign of the mean (a mean of
+    exactly 0 agrees with zeros only).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 1 or len(values) < 2:
+        raise ValueError(f"a spread needs one value per run from at least 2 runs, got shape {values.shape}")
+    mean_sign = np.sign(values.mean())
+    return {"std": float(values.std(ddof=1)), "min": float(values.min()), "max": float(values.max()),
+            "sign_agreement": float(np.mean(np.sign(values) == mean_sign))}
 
 
 def emotion_layer(model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
@@ -136,12 +157,28 @@ class Explanation:
     emotion_curve : np.ndarray
         (n_windows, 8) per-window emotion predictions.
     checkpoint : dict
-        ``path, kind, corpus, trained_at, params_hash, test_pearson`` of the model used.
+        ``path, kind, corpus, trained_at, params_hash, test_pearson`` of the model used
+        (an ensemble: ``paths`` and ``seeds`` of its runs, see :mod:`.ensemble`).
     warning : str or None
         Set when the model was trained on the synthetic corpus.
+    reliability : dict[str, float or None]
+        feature -> test Pearson r of the model's prediction of it, on the model's own
+        held-out test split (the mean over runs for an ensemble); None where not recorded.
+    min_feature_r : float
+        The r below which a feature's effects are marked unreliable (:data:`MIN_FEATURE_R`).
+    n_runs : int
+        How many runs' models the explanation averages (1: one checkpoint).
+    spread : dict[str, dict[str, dict[str, float]]]
+        Ensembles only: emotion -> feature -> ``std, min, max`` of the effect over runs and
+        ``sign_agreement``, the share of runs whose effect has the mean effect's sign.
+    emotion_spread : dict[str, dict[str, float]]
+        Ensembles only: emotion -> ``std, min, max`` of the prediction over runs.
+    runs : list of dict
+        Ensembles only: every run's ``checkpoint, midlevel, emotions, effects, bias``.
 
     Invariant: for every emotion ``e``,
-    ``sum(effects[e].values()) + bias[e] == emotions[e]`` to 1e-5.
+    ``sum(effects[e].values()) + bias[e] == emotions[e]`` to 1e-5 (for an ensemble, of the
+    means over runs: the map is linear).
     Values are on the paper's scale (ratings and annotations divided by 10).
     """
 
@@ -159,9 +196,36 @@ class Explanation:
     emotion_curve: np.ndarray
     checkpoint: dict = field(default_factory=dict)
     warning: str | None = None
+    reliability: dict[str, float | None] = field(default_factory=dict)
+    min_feature_r: float = MIN_FEATURE_R
+    n_runs: int = 1
+    spread: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    emotion_spread: dict[str, dict[str, float]] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def unreliable(self) -> list[str]:
+        """The features whose test r is below :attr:`min_feature_r`, in model output order."""
+        return [f for f in MIDLEVEL_FEATURES
+                if self.reliability.get(f) is not None and self.reliability[f] < self.min_feature_r]
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (arrays as nested lists, numbers as Python floats)."""
+        data = self._core_dict()
+        data["n_runs"] = int(self.n_runs)
+        data["reliability"] = {
+            "test_pearson": {f: _jsonable(r) for f, r in self.reliability.items()},
+            "min_feature_r": float(self.min_feature_r),
+            "unreliable": self.unreliable,
+            "source": reliability_source(self),
+        }
+        if self.n_runs > 1:
+            data["spread"] = _jsonable(self.spread)
+            data["emotion_spread"] = _jsonable(self.emotion_spread)
+            data["runs"] = _jsonable(self.runs)
+        return data
+
+    def _core_dict(self) -> dict[str, Any]:
         return {
             "source": self.source,
             "duration_seconds": float(self.duration_seconds),
@@ -178,6 +242,15 @@ class Explanation:
             "checkpoint": _jsonable(self.checkpoint),
             "warning": self.warning,
         }
+
+
+def reliability_source(exp: Explanation) -> str:
+    """Where :attr:`Explanation.reliability` comes from, in words (for the JSON)."""
+    runs = exp.runs or [{"checkpoint": exp.checkpoint}]
+    names = ", ".join(str(run["checkpoint"].get("path")) for run in runs)
+    what = "the mean over these runs of " if len(runs) > 1 else ""
+    return (f"{what}the test Pearson r that each checkpoint recorded when it was trained, on its own run's "
+            f"held-out test split (the clips in the checkpoint's extra.test_ids): {names}")
 
 
 def _jsonable(value: Any) -> Any:
@@ -253,7 +326,8 @@ def _prepare_signal(source: str | Path | np.ndarray, sample_rate: int | None,
 
 
 def explain(source: str | Path | np.ndarray, checkpoint: str | Path | tuple = DEFAULT_CHECKPOINT, *,
-            sample_rate: int | None = None, hop_seconds: float | None = None) -> Explanation:
+            sample_rate: int | None = None, hop_seconds: float | None = None,
+            min_feature_r: float = MIN_FEATURE_R) -> Explanation:
     """Predict and explain the emotions of one piece of audio.
 
     Parameters
@@ -270,6 +344,8 @@ def explain(source: str | Path | np.ndarray, checkpoint: str | Path | tuple = DE
         Rate of an array ``source`` in Hz.
     hop_seconds : float, optional
         Hop between windows; default half the model's window.
+    min_feature_r : float
+        Features the model predicts with a lower test r are marked unreliable.
 
     Returns
     -------
@@ -288,7 +364,7 @@ def explain(source: str | Path | np.ndarray, checkpoint: str | Path | tuple = DE
     network = MidlevelNetwork(model, meta, clip.windows(0, 1))
     mid_curve = np.concatenate([network(clip.windows(b, b + BATCH_SIZE))
                                 for b in range(0, clip.n_windows, BATCH_SIZE)])
-    return build_explanation(clip, mid_curve, model, meta)
+    return build_explanation(clip, mid_curve, model, meta, min_feature_r=min_feature_r)
 
 
 def model_and_meta(checkpoint: str | Path | tuple) -> tuple[torch.nn.Module, dict]:
@@ -383,8 +459,11 @@ def prepare_clip(source: str | Path | np.ndarray, meta: dict, *, sample_rate: in
     return Clip(name, float(duration), normalised, starts, crop_frames, hop_frames, fps)
 
 
-def build_explanation(clip: Clip, mid_curve: np.ndarray, model: torch.nn.Module, meta: dict) -> Explanation:
+def build_explanation(clip: Clip, mid_curve: np.ndarray, model: torch.nn.Module, meta: dict, *,
+                      min_feature_r: float = MIN_FEATURE_R) -> Explanation:
     """The :class:`Explanation` of a clip, given its windows' mid-level predictions (n_windows, 7).
+
+    ``min_feature_r`` marks the features the model predicts worse than that (test r) as unreliable.
 
     Raises
     ------
@@ -414,11 +493,34 @@ def build_explanation(clip: Clip, mid_curve: np.ndarray, model: torch.nn.Module,
         bias=dict(zip(EMOTIONS, map(float, bias))),
         midlevel_curve=mid_curve,
         emotion_curve=emotion_curve,
-        checkpoint={"path": meta.get("path"), "kind": meta.get("kind"), "corpus": meta.get("corpus"),
+        checkpoint={"path": meta.get("path"), "seed": meta.get("seed"), "kind": meta.get("kind"),
+                    "corpus": meta.get("corpus"),
                     "trained_at": meta.get("trained_at"), "params_hash": meta.get("params_hash"),
                     "test_pearson": dict(meta.get("test_pearson") or {})},
         warning=SYNTHETIC_WARNING if meta.get("corpus") == "synthetic" else None,
+        reliability=feature_reliability(meta),
+        min_feature_r=check_min_feature_r(min_feature_r),
     )
+
+
+def feature_reliability(meta: dict) -> dict[str, float | None]:
+    """feature -> the test Pearson r the checkpoint recorded for it (None where it recorded none)."""
+    pearson = meta.get("test_pearson") or {}
+    out: dict[str, float | None] = {}
+    for feature in MIDLEVEL_FEATURES:
+        try:
+            value = float(pearson[feature])
+        except (KeyError, TypeError, ValueError):
+            value = None
+        out[feature] = value if value is not None and math.isfinite(value) else None
+    return out
+
+
+def check_min_feature_r(value: float) -> float:
+    """``value`` as a float in [-1, 1], the range of a Pearson r; ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -1.0 <= float(value) <= 1.0:
+        raise ValueError(f"min_feature_r must be a number from -1 to 1 (a Pearson r), got {value!r}")
+    return float(value)
 
 
 def _fused_midlevel_network(model: torch.nn.Module) -> torch.nn.Module | None:
@@ -539,14 +641,20 @@ def compare(a: Explanation, b: Explanation) -> dict[str, Any]:
                  "difference": a - b,
                  "bias_difference": bias_a - bias_b,   # 0 for the same model
                  "features": [                          # largest |difference| first
-                     {"feature", "effect_a", "effect_b", "difference": effect_a - effect_b}, ...]}}}
+                     {"feature", "effect_a", "effect_b", "difference": effect_a - effect_b,
+                      "unreliable": bool,               # the feature's test r is below the threshold
+                      "spread": {...}}, ...]}}}         # ensembles: the difference over runs
+
+        (``spread`` as in :attr:`Explanation.spread`, of each run's difference.)
 
         For every emotion ``sum(f["difference"] for f in features) + bias_difference ==
         difference`` (to 1e-5): the ranking says which features make the two predictions
         differ, and in which direction.
     """
-    keys = ("path", "params_hash", "trained_at")
+    keys = ("path", "paths", "params_hash", "trained_at")
     same = all(a.checkpoint.get(k) == b.checkpoint.get(k) for k in keys)
+    per_run = same and a.n_runs > 1 and len(a.runs) == len(b.runs) == a.n_runs
+    unreliable = set(a.unreliable) | set(b.unreliable)
     result: dict[str, Any] = {
         "a": {"source": a.source, "checkpoint": _jsonable(a.checkpoint)},
         "b": {"source": b.source, "checkpoint": _jsonable(b.checkpoint)},
@@ -555,7 +663,13 @@ def compare(a: Explanation, b: Explanation) -> dict[str, Any]:
     }
     for emotion in EMOTIONS:
         rows = [{"feature": f, "effect_a": float(a.effects[emotion][f]), "effect_b": float(b.effects[emotion][f]),
-                 "difference": float(a.effects[emotion][f] - b.effects[emotion][f])} for f in MIDLEVEL_FEATURES]
+                 "difference": float(a.effects[emotion][f] - b.effects[emotion][f]), "unreliable": f in unreliable}
+                for f in MIDLEVEL_FEATURES]
+        if per_run:  # how the runs of the ensemble differ on each feature's share
+            for row in rows:
+                f = row["feature"]
+                row["spread"] = spread(np.array([ra["effects"][emotion][f] - rb["effects"][emotion][f]
+                                                 for ra, rb in zip(a.runs, b.runs)]))
         rows.sort(key=lambda r: -abs(r["difference"]))
         result["emotions"][emotion] = {
             "a": float(a.emotions[emotion]),
@@ -567,6 +681,7 @@ def compare(a: Explanation, b: Explanation) -> dict[str, Any]:
     return result
 
 
-__all__ = ["DEFAULT_CHECKPOINT", "EXPLAINABLE_KINDS", "SYNTHETIC_WARNING", "Explanation", "effects",
+__all__ = ["DEFAULT_CHECKPOINT", "EXPLAINABLE_KINDS", "MIN_FEATURE_R", "SYNTHETIC_WARNING", "feature_reliability",
+           "check_min_feature_r", "reliability_source", "Explanation", "effects",
            "emotion_layer", "load_model", "explain", "compare", "Clip", "MidlevelNetwork", "build_explanation",
            "model_and_meta", "prepare_clip"]

@@ -23,6 +23,10 @@ Files are decoded one after the other in this process: decoding and resampling t
 Numbers: in eval mode every window's prediction depends on that window alone, so batching
 changes them only through the convolution kernels' summation order (measured up to 1e-6
 relative; the tests allow 1e-5).
+
+Several checkpoints (the runs of an ensemble, :mod:`.ensemble`) hear the same windows: each
+file is decoded once, and each batch of windows goes through every run's network; the runs'
+explanations of a file are then combined into one.
 """
 
 from __future__ import annotations
@@ -39,7 +43,9 @@ import numpy as np
 from . import audio, explanation
 from .checkpoints import CheckpointError
 from .constants import MIDLEVEL_FEATURES
-from .explanation import BATCH_SIZE, Clip, Explanation, MidlevelNetwork, build_explanation, model_and_meta
+from .ensemble import check_same_input, combine
+from .explanation import (BATCH_SIZE, MIN_FEATURE_R, Clip, Explanation, MidlevelNetwork, build_explanation,
+                          check_min_feature_r, model_and_meta)
 
 
 @dataclass
@@ -94,7 +100,7 @@ class _Pending:
 
     outcome: Outcome
     clip: Clip | None = None
-    midlevel: np.ndarray = field(default_factory=lambda: np.empty((0, len(MIDLEVEL_FEATURES))))
+    midlevel: np.ndarray = field(default_factory=lambda: np.empty((0, 0, len(MIDLEVEL_FEATURES))))  # run, window
     remaining: int = 0
 
     @property
@@ -114,22 +120,26 @@ def warm_up(meta: dict) -> None:
     audio.normalise(np.stack([tone, tone], axis=1), 44100, int(meta["spectrogram"]["sample_rate"]))
 
 
-def explain_many(sources: Sequence[str | Path], checkpoint: str | Path | tuple, *,
+def explain_many(sources: Sequence[str | Path], checkpoint: str | Path | tuple | list, *,
                  hop_seconds: float | None = None, batch_size: int = BATCH_SIZE,
-                 timings: Timings | None = None,
+                 timings: Timings | None = None, min_feature_r: float = MIN_FEATURE_R,
                  decode_context: Callable[[], ContextManager] | None = None) -> Iterator[Outcome]:
     """Explain audio files, sharing the network's set-up and its forward passes between them.
 
     Each file's explanation equals ``explanation.explain(file, checkpoint, hop_seconds=...)``
-    up to float summation order (see the module docstring). A file that cannot be used fails
-    alone and the others go on.
+    up to float summation order (see the module docstring); with several checkpoints, it is
+    :func:`.ensemble.combine` of those of every run. A file that cannot be used fails alone
+    and the others go on.
 
     Parameters
     ----------
     sources : sequence of paths
         Audio files (mp3, wav, flac, ogg).
-    checkpoint : path or (model, meta)
-        As in :func:`.explanation.explain`.
+    checkpoint : path or (model, meta), or a list of them
+        As in :func:`.explanation.explain`; a list is an ensemble whose runs hear the same
+        input (:func:`.ensemble.load_models` checks that).
+    min_feature_r : float
+        Features predicted with a lower test r are marked unreliable.
     hop_seconds : float, optional
         Hop between windows; default half the model's window.
     batch_size : int
@@ -153,28 +163,31 @@ def explain_many(sources: Sequence[str | Path], checkpoint: str | Path | tuple, 
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
-    model, meta = model_and_meta(checkpoint)
+    check_min_feature_r(min_feature_r)
+    models = [model_and_meta(c) for c in (checkpoint if isinstance(checkpoint, list) else [checkpoint])]
+    check_same_input([meta for _, meta in models])
+    meta = models[0][1]  # the input settings every run shares
     timings = timings if timings is not None else Timings()
     context = decode_context or contextlib.nullcontext
-    network: MidlevelNetwork | None = None
+    networks: list[MidlevelNetwork] = []
     pending: deque[_Pending] = deque()  # in input order, until yielded
     queue: deque[tuple[_Pending, int]] = deque()  # windows waiting for a forward pass
 
     def run(batch: list[tuple[_Pending, int]]) -> None:
-        nonlocal network
         start = time.perf_counter()
         try:
             windows = np.concatenate([item.clip.windows(w, w + 1) for item, w in batch])
-            if network is None:  # checked on the first window, as explain() does
+            if not networks:  # checked on the first window, as explain() does
                 try:
-                    network = MidlevelNetwork(model, meta, windows[:1])
+                    networks.extend(MidlevelNetwork(m, mt, windows[:1]) for m, mt in models)
                 except CheckpointError:
                     raise  # not explainable: every file would fail
                 except Exception as err:  # noqa: BLE001 - as explain() would: these files fail, the next try again
+                    networks.clear()
                     for item, _ in batch:
                         item.outcome.error = item.outcome.error or err
                     return
-            _predict(network, batch, windows, timings)
+            _predict(networks, batch, windows, timings)
         finally:
             timings.model_seconds += time.perf_counter() - start
 
@@ -190,51 +203,55 @@ def explain_many(sources: Sequence[str | Path], checkpoint: str | Path | tuple, 
         finally:
             timings.decode_seconds += time.perf_counter() - start
         if item.clip is not None:
-            item.midlevel = np.empty((item.clip.n_windows, len(MIDLEVEL_FEATURES)))
+            item.midlevel = np.empty((len(models), item.clip.n_windows, len(MIDLEVEL_FEATURES)))
             item.remaining = item.clip.n_windows
             queue.extend((item, w) for w in range(item.clip.n_windows))
         while len(queue) >= batch_size:
             run([queue.popleft() for _ in range(batch_size)])
-        yield from _finished(pending, model, meta)
+        yield from _finished(pending, models, min_feature_r)
     while queue:
         run([queue.popleft() for _ in range(min(batch_size, len(queue)))])
-    yield from _finished(pending, model, meta)
+    yield from _finished(pending, models, min_feature_r)
 
 
-def _predict(network: MidlevelNetwork, batch: list[tuple[_Pending, int]], windows: np.ndarray,
+def _predict(networks: list[MidlevelNetwork], batch: list[tuple[_Pending, int]], windows: np.ndarray,
              timings: Timings) -> None:
-    """Run one batch and file its predictions. When the pass fails, each file's windows run
-    alone, so the error lands on the file that causes it and the others still get results."""
+    """Run one batch through every run's network and file its predictions. When a pass fails,
+    each file's windows run alone, so the error lands on the file that causes it and the others
+    still get results."""
     live = [k for k, (item, _) in enumerate(batch) if item.outcome.error is None]
     if not live:
         return
     try:
-        groups = [(live, network(windows[live]))]
+        groups = [(live, np.stack([network(windows[live]) for network in networks]))]
         timings.n_batches += 1
     except Exception:  # noqa: BLE001 - retried per file below
         groups = []
         for item in dict.fromkeys(batch[k][0] for k in live):
             rows = [k for k in live if batch[k][0] is item]
             try:
-                groups.append((rows, network(windows[rows])))
+                groups.append((rows, np.stack([network(windows[rows]) for network in networks])))
                 timings.n_batches += 1
             except Exception as err:  # noqa: BLE001 - this file fails alone
                 item.outcome.error = err
-    for rows, midlevel in groups:
-        for k, row in zip(rows, midlevel):
+    for rows, midlevel in groups:  # midlevel: (run, window, feature)
+        for column, k in enumerate(rows):
             item, w = batch[k]
-            item.midlevel[w] = row
+            item.midlevel[:, w] = midlevel[:, column]
             item.remaining -= 1
             timings.n_windows += 1
 
 
-def _finished(pending: deque[_Pending], model: Any, meta: dict) -> Iterator[Outcome]:
+def _finished(pending: deque[_Pending], models: list[tuple[Any, dict]],
+              min_feature_r: float) -> Iterator[Outcome]:
     """Pop and yield the outcomes at the head of ``pending`` that are complete, in order."""
     while pending and pending[0].done:
         item = pending.popleft()
         if item.outcome.error is None and item.clip is not None:
             try:
-                item.outcome.explanation = build_explanation(item.clip, item.midlevel, model, meta)
+                item.outcome.explanation = combine([
+                    build_explanation(item.clip, item.midlevel[r], model, meta, min_feature_r=min_feature_r)
+                    for r, (model, meta) in enumerate(models)])
             except CheckpointError:
                 raise  # a non-finite output: the checkpoint is damaged, every file would fail
             except Exception as err:  # noqa: BLE001 - this file fails alone
