@@ -1,6 +1,6 @@
 """Explaining a folder: each file on its own against windows of several files per forward pass.
 
-    python benchmarks/explain_folder.py [--clips 20] [--seconds 15] [--repeats 3]
+    python benchmarks/explain_folder.py [--clips 20] [--seconds 15] [--repeats 3] [--runs 3]
 
 Writes ``--clips`` song-like 44.1 kHz stereo mp3 clips (``explain_song.make_song``, one seed
 each) into a temporary directory and saves two untrained Joint checkpoints, one with the
@@ -14,6 +14,9 @@ With the model loaded, in this one process, it times:
   window count, so each forward pass still holds one file's windows (separates the two gains);
 * batched across files: ``explain_many`` with its default of 16 windows per pass (the CLI's
   path), and with 32;
+* an ensemble (``--runs`` checkpoints, the CLI's default of every Joint run): ``explain_many``
+  with all runs, each file decoded once and each batch through every run's network, against
+  explaining the folder once per run (decoding every file again each time);
 * decoding alone (decode, resample; what a worker pool could take over): one after the other
   in this process against ``parallel.map_tasks`` with a fresh pool of 2 workers, start-up
   included, as a CLI run would pay it.
@@ -40,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from explain_song import SR, make_song  # noqa: E402
 
 
-def save_checkpoint(path: Path, crop_seconds: float) -> Path:
+def save_checkpoint(path: Path, crop_seconds: float, seed: int = 0) -> Path:
     """An untrained Joint checkpoint with the embedded default's params and this window."""
     from midlevel_emotion.checkpoints import save_checkpoint as save
     from midlevel_emotion.constants import SpectrogramSettings
@@ -52,9 +55,10 @@ def save_checkpoint(path: Path, crop_seconds: float) -> Path:
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
     params["train"]["crop_seconds"] = crop_seconds
-    torch.manual_seed(0)
-    save(path, build_model("joint").eval(), kind="joint", config=TrainConfig.from_params(params, "joint"),
-         spectrogram={**SpectrogramSettings().as_dict(), "mean": 0.3, "std": 0.4}, corpus="synthetic", seed=0,
+    config = TrainConfig.from_params(params, "joint")
+    torch.manual_seed(seed)
+    save(path, build_model("joint", width=config.width).eval(), kind="joint", config=config,
+         spectrogram={**SpectrogramSettings().as_dict(), "mean": 0.3, "std": 0.4}, corpus="synthetic", seed=seed,
          params_digest="benchmark", test_pearson={})
     return path
 
@@ -77,6 +81,7 @@ def main() -> int:
     parser.add_argument("--clips", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=15.0, help="clip length (default 15, as the corpora's)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=3, help="checkpoints in the ensemble (default 3, as embedded)")
     args = parser.parse_args()
 
     import torch
@@ -95,6 +100,8 @@ def main() -> int:
             sf.write(path, make_song(args.seconds, seed=i), SR)
         for window, crop_seconds in (("paper, 10 s", 10.0), ("embedded, 3 s", 3.0)):
             model = explanation.load_model(save_checkpoint(work / f"joint_{crop_seconds:g}s.pt", crop_seconds))
+            ensemble = [explanation.load_model(save_checkpoint(work / f"joint_{crop_seconds:g}s_seed_{s}.pt",
+                                                               crop_seconds, seed=s)) for s in range(args.runs)]
             first = explanation.explain(files[0], model)  # warm: librosa's kernels, torch's primitives
             per_clip = len(first.times)
             timings = Timings()
@@ -105,6 +112,10 @@ def main() -> int:
                 "batched across files, 16 windows per pass (CLI)":
                     lambda: list(explain_many(files, model, timings=timings)),
                 "batched across files, 32 windows per pass": lambda: list(explain_many(files, model, batch_size=32)),
+                f"ensemble of {args.runs} runs, each file decoded once (CLI default)":
+                    lambda: list(explain_many(files, ensemble)),
+                f"{args.runs} runs one after another, each decoding every file":
+                    lambda: [list(explain_many(files, run)) for run in ensemble],
             }
             best = best_of(modes, args.repeats)
             reference = best["per file (former CLI)"][0]
