@@ -2,6 +2,9 @@
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from midlevel_emotion.params import load_params
 from midlevel_emotion.training import TrainConfig
@@ -12,3 +15,17 @@ PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 def train_config(**changes) -> TrainConfig:
     """The embedded default's config for a Joint model (so it has a loss weight), with ``changes``."""
     return replace(TrainConfig.from_params(load_params(PARAMS), "joint"), **changes)
+
+
+def write_params(path: Path, changes: dict[str, Any] | None = None) -> Path:
+    """params.yaml with ``{"train.max_epochs": value}`` changes written to ``path`` (stages read
+    whole files: every key is required)."""
+    params = yaml.safe_load(PARAMS.read_text())
+    for dotted, value in (changes or {}).items():
+        *parents, last = dotted.split(".")
+        node = params
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    path.write_text(yaml.safe_dump(params))
+    return path

@@ -128,14 +128,18 @@ def test_an_unknown_revision_is_a_one_line_error(repo):
 def test_the_corpus_is_read_from_params_or_named_as_missing(tmp_path):
     from midlevel_emotion.check import _corpus
 
+    import yaml
+
     params = tmp_path / "params.yaml"
-    params.write_text("data:\n  source: synthetic\n")
+    full = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params.write_text(yaml.safe_dump(full))
     assert _corpus(params) == "synthetic"
-    params.write_text("train: {}\n")
+    del full["data"]
+    params.write_text(yaml.safe_dump(full))
     with pytest.raises(CheckError, match=r"params.yaml: missing key 'data.source' \(use --mode paper\|embedded\)"):
         _corpus(params)
     params.write_text("data: [unclosed\n")
-    with pytest.raises(CheckError, match=r"params.yaml: cannot read data.source"):
+    with pytest.raises(CheckError, match=r"params.yaml: not valid YAML .* \(use --mode paper\|embedded\)"):
         _corpus(params)
     with pytest.raises(CheckError, match="params file not found"):
         _corpus(tmp_path / "absent.yaml")

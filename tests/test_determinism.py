@@ -94,7 +94,7 @@ def test_configure_cpu_after_torch_chose_avx512_kernels_is_an_error():
 
 def test_stage_without_the_param_fails_with_one_line(tmp_path):
     params = tmp_path / "params.yaml"
-    params.write_text("train: {batch_size: 8}\n")
+    params.write_text((ROOT / "params.yaml").read_text().replace("  reproducible: true\n", ""))
     run = subprocess.run([sys.executable, str(ROOT / "stages" / "train_joint.py"), "--params", str(params),
                           "--models", "m", "--metrics", "m.json", "--plots", "p"],
                          env=_env({}), capture_output=True, text=True, timeout=60, cwd=tmp_path)

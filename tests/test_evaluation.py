@@ -10,6 +10,7 @@ import pandas as pd
 
 from midlevel_emotion.params import flatten
 import pytest
+import yaml
 from scipy import stats
 
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
@@ -114,8 +115,9 @@ def truth_file(raw, weights):
         {"emotions": list(EMOTIONS), "features": list(MIDLEVEL_FEATURES), "paper_scale": {"weights": weights.tolist()}}))
 
 
-def params(source="synthetic", seeds=SEEDS):
-    return {"data": {"source": source}, "runs": {"seeds": list(seeds)}}
+def params(source="synthetic", seeds=SEEDS, output_init="kaiming"):
+    """The params evaluate reads (its dvc.yaml params: every one is required)."""
+    return {"data": {"source": source}, "runs": {"seeds": list(seeds)}, "train": {"output_init": output_init}}
 
 
 def run_eval(tmp_path, **kwargs):
@@ -488,6 +490,14 @@ def test_stability_with_one_run_is_reported_as_needing_two(tmp_path):
     assert table_row(report[report.index("## Stability of"):], "A2Mid2E")[0] == "n/a: stability needs 2+ runs, 1 here"
 
 
+def write_params_file(path, changes):
+    """The repository's params.yaml with ``changes`` (a stage reads a whole, valid file)."""
+    full = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section_name, values in changes.items():
+        full[section_name].update(values)
+    path.write_text(yaml.safe_dump(full))
+
+
 def run_stage_script(tmp_path, results, models, raw):
     out, report = tmp_path / "metrics" / "evaluate.json", tmp_path / "reports" / "evaluation.md"
     proc = subprocess.run([sys.executable, str(ROOT / "stages" / "evaluate.py"), "--results", str(results),
@@ -502,7 +512,7 @@ def test_metrics_have_no_lists_and_stage_script_writes_outputs(tmp_path):
     truth = np.random.default_rng(2).normal(size=(8, 7))
     results, models, raw = write_fixture(tmp_path, truth=truth)
     truth_file(raw, truth)
-    (tmp_path / "params.yaml").write_text("data:\n  source: synthetic\nruns:\n  seeds: [0, 1, 2, 3, 4]\n")
+    write_params_file(tmp_path / "params.yaml", {"data": {"source": "synthetic"}, "runs": {"seeds": [0, 1, 2, 3, 4]}})
     proc, out, report = run_stage_script(tmp_path, results, models, raw)
     assert proc.returncode == 0, proc.stderr
     written = json.loads(out.read_text())
@@ -562,6 +572,6 @@ def test_calibration_compares_test_mse_with_the_train_mean_baseline(tmp_path):
                                              "runs_better": 0, "n_runs": 1}
     # through the stage: the fixture's MSE is half the baseline's in every run
     results, models, raw = write_fixture(tmp_path)
-    result = evaluate(results, models, raw, REFERENCE, {"data": {"source": "x"}})
+    result = evaluate(results, models, raw, REFERENCE, params("x"))
     assert "| A2E | emotions | 0.0100 | 0.0200 | 0.50 | 5 of 5 |" in result["report"]
     assert "| A2Mid+ | mid-level | 0.0100 | 0.0200 | 0.50 | 1 of 1 |" in result["report"]

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
+from configs import write_params
 from midlevel_emotion.features import (
     frame_signal,
     log_filtered_spectrogram,
@@ -365,12 +366,7 @@ def test_build_stores_checks_the_resampled_rate_and_skips_temporaries(tmp_path, 
 def test_stage_script(tmp_path, clips):
     _write_clips(tmp_path / "resampled" / "midlevel", clips)
     _write_clips(tmp_path / "resampled" / "soundtracks", {"001": clips["a"]})
-    params = tmp_path / "params.yaml"
-    params.write_text(
-        "resample:\n  sample_rate: 22050\n"
-        "spectrogram:\n  frame_size: 2048\n  fps: 31.25\n  bands_per_octave: 24\n"
-        "  fmin: 20.0\n  fmax: 16000.0\n  jobs: 1\n"
-    )
+    params = write_params(tmp_path / "params.yaml", {"spectrogram.jobs": 1})
     out = tmp_path / "spectrograms"
     result = subprocess.run(
         [sys.executable, str(REPO / "stages" / "spectrogram.py"), "--resampled", str(tmp_path / "resampled"),

@@ -133,12 +133,13 @@ def test_runs_on_slurm_are_bitwise_the_local_runs(corpus, alone, fake_slurm):
 
 @pytest.mark.slow
 def test_a_failed_slurm_run_fails_the_stage_in_one_line_naming_the_run(corpus, fake_slurm):
-    # dropout 1.5 passes the stage's own checks and fails where the network is built: in the job
+    # width 0.001 is in (0, 1], as params.yaml's check asks, and leaves a convolution without
+    # channels, found where the network is built: in the job
     done = train_a2e(corpus, "failing", {"executor": "slurm", "slurm": {"log_dir": str(corpus / "logs")}},
-                     {"dropout": 1.5}, check=False)
+                     {"width": 0.001}, check=False)
     assert done.returncode == 1
     last = [line for line in done.stderr.splitlines() if line.strip()][-1]
-    assert last.startswith("train_a2e: error: a2e_seed_0: Slurm job ") and "dropout" in last, done.stderr
+    assert last.startswith("train_a2e: error: a2e_seed_0: Slurm job ") and "no channels" in last, done.stderr
     assert "Traceback" not in done.stderr
     assert not (corpus / "failing" / "metrics.json").exists()  # no results that look complete
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from configs import write_params
 from midlevel_emotion.params import ParamsError, load_params, section
 from midlevel_emotion.profiles import apply_profile, flatten, load_profile, profile_path
 
@@ -87,20 +88,84 @@ def test_soundtracks_only_profile_differs_only_in_the_data_source():
 def test_missing_keys_name_the_file(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("train: {batch_size: 8}\n")
-    params = load_params(path)
-    assert section(params, "train.batch_size") == 8
-    with pytest.raises(ParamsError, match=r"params.yaml: missing key 'train.patience'"):
-        section(params, "train.patience")
+    with pytest.raises(ParamsError, match=r"params.yaml: missing key 'data.source'; missing key 'synthetic.seed'; "
+                                          r"missing key 'synthetic.n_clips'; and 57 more missing keys"):
+        load_params(path)
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")
+    params = load_params(ROOT / "params.yaml")
+    with pytest.raises(ParamsError, match=r"params.yaml: missing key 'train.nope'"):
+        section(params, "train.nope")
 
 
-def test_training_config_names_the_file_for_a_missing_train_key(tmp_path):
-    from midlevel_emotion.protocol import Context
+def test_an_old_params_file_names_the_key_it_lacks(tmp_path):
     text = (ROOT / "params.yaml").read_text()
     path = tmp_path / "old-params.yaml"
     path.write_text(text.replace("  recenter_output_bias: true\n", ""))  # a file from before the switch
-    ctx = Context(labels=None, stores={}, params=load_params(path))
-    with pytest.raises(ParamsError, match=r"old-params.yaml: missing key 'train.recenter_output_bias'"):
-        ctx.config("a2e")
-    assert Context(labels=None, stores={}, params=load_params(ROOT / "params.yaml")).config("a2e").output_init == "train_mean"
+    with pytest.raises(ParamsError, match=r"^.*old-params.yaml: missing key 'train.recenter_output_bias'$"):
+        load_params(path)
+
+
+def write_changed(tmp_path: Path, changes: dict) -> Path:
+    return write_params(tmp_path / "params.yaml", changes)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.max_epochs", "ten", "train.max_epochs must be a whole number >= 1, got 'ten'"),
+    ("train.max_epochs", -3, "train.max_epochs must be a whole number >= 1, got -3"),
+    ("train.batch_size", 0, "train.batch_size must be a whole number >= 1, got 0"),
+    ("train.batch_size", 8.5, "train.batch_size must be a whole number >= 1, got 8.5"),
+    ("train.precise_bn", "yes", "train.precise_bn must be true or false, got 'yes'"),
+    ("train.validation_fraction", 1.0, "train.validation_fraction must be a number in (0, 1), got 1.0"),
+    ("train.dropout", 1, "train.dropout must be a number in [0, 1), got 1"),
+    ("train.learning_rate", float("nan"), "train.learning_rate must be a number > 0, got nan"),
+    ("train.precision", "fp8", "train.precision must be one of fp32, bf16, fp16, got 'fp8'"),
+    ("runs.seeds", [0, 1, 1], "runs.seeds must be a non-empty list of distinct whole numbers >= 0, got [0, 1, 1]"),
+    ("runs.seeds", [], "runs.seeds must be a non-empty list of distinct whole numbers >= 0, got []"),
+    ("grid.slurm.partition", 3, "grid.slurm.partition must be a non-empty text, or null, got 3"),
+    ("explain.pair_selection", "best", "explain.pair_selection must be one of words, formula, got 'best'"),
+    ("train.max_epoch", 3, "unknown key 'train.max_epoch' (did you mean 'train.max_epochs'?)"),
+    ("spectrogram.fmin", 17000.0, "spectrogram settings: need 0 < fmin < fmax"),
+])
+def test_a_bad_value_is_refused_in_one_line_naming_the_key(tmp_path, key, value, message):
+    path = write_changed(tmp_path, {key: value})
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    text = str(caught.value)
+    assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+
+
+def test_every_key_of_params_yaml_and_the_profiles_passes_and_the_schema_knows_no_other():
+    from midlevel_emotion.config import SCHEMA
+
+    assert set(SCHEMA) == set(load("params.yaml"))
+    load_params(ROOT / "params.yaml")
+
+
+def test_the_options_of_each_choice_are_the_ones_the_code_acts_on():
+    from midlevel_emotion import config, grid, pairs, precision, training
+
+    assert config.PRECISIONS == tuple(precision.DTYPES)
+    assert pairs.PAIR_RULES is config.PAIR_RULES
+    assert grid.EXECUTORS is config.EXECUTORS and training.OUTPUT_INITS is config.OUTPUT_INITS
+
+
+@pytest.mark.parametrize("stage", ["train_a2e", "train_joint", "download", "evaluate"])
+def test_a_stage_refuses_a_bad_param_in_one_line_before_it_writes_anything(tmp_path, stage):
+    from projects import environment
+
+    path = write_changed(tmp_path, {"train.max_epochs": -3})
+    outputs = {"train_a2e": ["--models", "models", "--results", "results", "--metrics", "metrics/a2e.json",
+                             "--plots", "plots"],
+               "train_joint": ["--models", "models", "--results", "results", "--metrics", "metrics/joint.json",
+                               "--plots", "plots"],
+               "download": ["--out", "data/raw"],
+               "evaluate": ["--results", "results", "--models", "models", "--raw", "data/raw", "--reference",
+                            str(ROOT / "reference/paper.json"), "--out-metrics", "metrics/evaluate.json",
+                            "--headline", "metrics/headline.json", "--checks", str(ROOT / "reference/checks.json"),
+                            "--report", "reports/evaluation.md"]}[stage]
+    done = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py"), *outputs, "--params", str(path)],
+                          cwd=tmp_path, env=environment(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1
+    assert done.stderr == f"{stage}: error: {path}: train.max_epochs must be a whole number >= 1, got -3\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written

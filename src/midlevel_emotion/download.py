@@ -29,6 +29,7 @@ from .archive import (
     extract_zip,
     verify_zip,
 )
+from .config import DATA_SOURCES
 from .corpus import validate_raw
 from .fileio import remove_stale_staging, replace_dir, staging_dir
 from .localcopy import copy_local, link_or_copy, local_dir, pipeline_outputs, refuse_inside_outputs
@@ -270,8 +271,8 @@ def prepare_raw(source: str, raw_dir: Path, params: dict, *, progress: bool = Tr
         One line each; messages name ``raw_dir``, never the staging directory.
     """
     raw_dir = Path(raw_dir)
-    if source not in ("synthetic", "download", "local"):
-        raise ValueError(f"data.source must be synthetic, download or local, got {source!r}")
+    if source not in DATA_SOURCES:
+        raise ValueError(f"data.source must be one of {', '.join(DATA_SOURCES)}, got {source!r}")
     local = _local_folders(params, raw_dir) if source == "local" else None
     remove_stale_staging(raw_dir)
     staging = staging_dir(raw_dir)

@@ -21,6 +21,7 @@ from .check import check_embedded, check_paper, read_json
 from .corpus import SYNTHETIC_TRUTH_JSON
 from .headline import headline
 from .report import render_report
+from .params import section
 from .statistics import (calibration, coe_table, explanation_stability, explanation_truth, list_paths, rounded,
                          table2, table3)
 
@@ -82,9 +83,9 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
         Inconsistent inputs: different seeds across models (or vs params), different test
         clips for one seed, an A2Mid that saw an emotion model's test clips, malformed files.
     """
-    corpus = str((params.get("data") or {}).get("source", "unknown"))
+    corpus = str(section(params, "data.source"))
     collected = collect(results_dir)
-    seeds = check_seeds(collected, (params.get("runs") or {}).get("seeds"))
+    seeds = check_seeds(collected, section(params, "runs.seeds"))
     check_test_ids(collected)
     leaks = leak_check(collected)
 
@@ -120,7 +121,7 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
               "not_run": collected.not_run, "leak_check": leaks, "truth_skipped": truth_skipped,
               "truth_error": truth_error, "stability_sign_agreement": stability_signs,
               "stability_skipped": stability_skipped, "reference_path": str(reference_path),
-              "output_init": str((params.get("train") or {}).get("output_init", "kaiming"))}
+              "output_init": str(section(params, "train.output_init"))}
     reference = load_reference(reference_path)
     result["headline"] = headline(metrics)
     rules = read_json(checks_path)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from .config import EXECUTORS
 from .determinism import REPRODUCIBLE_THREADS, configure_cpu
 from .params import ParamsError, section
 
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
     from .training import TrainConfig
 
-EXECUTORS = ("local", "slurm")
 #: ``grid.slurm`` keys and the ``submitit`` parameter each one sets.
 SLURM_PARAMETERS = {"partition": "slurm_partition", "gpus_per_node": "gpus_per_node",
                     "cpus_per_task": "cpus_per_task", "mem_gb": "mem_gb", "timeout_min": "timeout_min",

@@ -13,11 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .config import PAIR_RULES  # Section 7.2 pair selection rules (explain.pair_selection), see select_pair
 from .corpus import EMOTIONS
 from .scores import pearson
-
-#: Section 7.2 pair selection rules (``explain.pair_selection`` in params.yaml), see :func:`select_pair`.
-PAIR_RULES: tuple[str, ...] = ("words", "formula")
 
 
 def correlation_matrix(midlevel: np.ndarray, emotions: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Reading ``params.yaml``: the only home of hyperparameters."""
+"""Reading ``params.yaml``: the only home of hyperparameters, checked against
+:data:`midlevel_emotion.config.SCHEMA` as it is read."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from .config import problems
 from .constants import SpectrogramSettings
 
 
@@ -19,15 +21,30 @@ class ParamsError(KeyError):
 
 
 def load_params(path: Path | str = "params.yaml") -> dict[str, Any]:
-    """Load the whole params file as a nested dict."""
+    """Load the whole params file as a nested dict, every key checked.
+
+    Raises
+    ------
+    ParamsError
+        One line naming the file: not found, not YAML, or every key that is missing, unknown
+        or holds a value its rule (:data:`midlevel_emotion.config.SCHEMA`) refuses, and
+        spectrogram settings that do not fit together (``fmax`` above Nyquist, ...).
+    """
     path = Path(path)
     if not path.is_file():
         raise ParamsError(f"{path}: params file not found")
-    with path.open() as handle:
-        params = yaml.safe_load(handle) or {}
+    try:
+        with path.open() as handle:
+            params = yaml.safe_load(handle) or {}
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(params, dict):
         raise ParamsError(f"{path}: expected a mapping at the top level")
+    found = problems(flatten(params))
+    if found:
+        raise ParamsError(f"{path}: {'; '.join(found)}")
     params["_path"] = str(path)
+    spectrogram_settings(params)  # the settings' own checks: fmin < fmax < Nyquist, ...
     return params
 
 

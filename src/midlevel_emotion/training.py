@@ -27,6 +27,7 @@ from tqdm import tqdm
 from .constants import EMOTIONS, MIDLEVEL_FEATURES, hop_frames, window_frames
 from . import precision as amp
 from .models import build_model
+from .config import OUTPUT_INITS
 from .params import section
 from .scores import fit_linear, pearson
 
@@ -269,8 +270,6 @@ def _like(values: np.ndarray, parameter: torch.Tensor) -> torch.Tensor:
     """``values`` as a tensor of the parameter's dtype and device."""
     return torch.as_tensor(values, dtype=parameter.dtype, device=parameter.device)
 
-
-OUTPUT_INITS = ("kaiming", "train_mean")
 
 
 def init_output_layers(model: torch.nn.Module, train_set: ClipSet, how: str = "train_mean", *, mean: float,
