@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 import stat
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from midlevel_emotion import figures, pairs
 from midlevel_emotion.audio import AudioError
 from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.constants import SpectrogramSettings
-from midlevel_emotion.store import write_spectrogram_store
+from midlevel_emotion.store import SpectrogramStore, write_spectrogram_store
 from midlevel_emotion.models import build_model
 from midlevel_emotion.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from midlevel_emotion.training import ClipSet, predict, train
@@ -37,16 +38,18 @@ def random_clips(kind, n=8, seed=0):
                    rng.uniform(size=(n, n_out)).astype(np.float32))
 
 
-def make_checkpoint(path, kind="joint", corpus="synthetic", extra=None, trained=True, config=CONFIG):
-    """A checkpoint as the pipeline writes it: trained 1 epoch on random data, or untrained (faster)."""
+def make_checkpoint(path, kind="joint", corpus="synthetic", extra=None, trained=True, config=CONFIG, seed=0):
+    """A checkpoint as the pipeline writes it: trained 1 epoch on random data, or untrained (faster).
+
+    ``seed`` makes another run's model (other initial weights)."""
     if trained:
         model = train(kind, random_clips(kind), random_clips(kind, 4, seed=1), mean=0.0, std=1.0, config=config,
-                      seed=0, progress=False).model
+                      seed=seed, progress=False).model
     else:
-        torch.manual_seed(0)
+        torch.manual_seed(seed)
         model = build_model(kind, width=config.width).eval()
     spectrogram = {**SpectrogramSettings().as_dict(), "mean": 0.5, "std": 0.3}
-    save_checkpoint(path, model, kind=kind, config=config, spectrogram=spectrogram, corpus=corpus, seed=0,
+    save_checkpoint(path, model, kind=kind, config=config, spectrogram=spectrogram, corpus=corpus, seed=seed,
                     params_digest="abc123", test_pearson={"valence": 0.4}, extra=extra)
     return path
 
@@ -312,8 +315,14 @@ def test_figures_write_pngs(tmp_path):
     figures.heatmap_figure(rng.uniform(-1, 1, size=(7, 8)), tmp_path / "heat.png", title="t", colorbar_label="r")
     figures.song_pair_effects_figure(eff[2], eff[5], tmp_path / "pair.png", predicted_a=rng.uniform(size=8),
                                      predicted_b=rng.uniform(size=8))
+    runs = eff[:3, None] + rng.normal(size=(3, 2, 8, 7)) * 0.02  # 3 runs' effects of 2 songs
+    low, high = runs.min(axis=0), runs.max(axis=0)
+    figures.song_pair_effects_figure(*runs.mean(axis=0), tmp_path / "runs.png", range_a=np.stack([low[0], high[0]]),
+                                     range_b=np.stack([low[1], high[1]]), n_runs=3)
+    with pytest.raises(ValueError, match="need range_a and range_b"):  # the legend would claim a spread
+        figures.song_pair_effects_figure(eff[2], eff[5], tmp_path / "no.png", n_runs=3)
     figures.not_run_figure(tmp_path / "none.png", "Figure 3 not available", "no model")
-    for name in ("effects.png", "heat.png", "pair.png", "none.png"):
+    for name in ("effects.png", "heat.png", "pair.png", "runs.png", "none.png"):
         assert is_png(tmp_path / name), name
     assert not list(tmp_path.glob(".*"))  # no temporary files left behind
 
@@ -368,13 +377,18 @@ def world(tmp_path_factory):
         np.save(signals / f"{number}.npy", tone(2.0 + 0.1 * k, rate=22050, channels=1, seed=k)[:, 0])
     write_spectrogram_store({n: signals / f"{n}.npy" for n in numbers}, root / "spectrograms/soundtracks", jobs=1,
                             progress=False)
-    make_checkpoint(root / "models/joint/joint_seed_0.pt", corpus="synthetic", extra={"test_ids": numbers[:8]},
-                    trained=False)
+    # One Joint model per run, as train_joint writes them; the runs' test splits differ.
+    for seed, test_ids in zip(SEEDS, (numbers[:8], numbers[4:], numbers[:8])):
+        make_checkpoint(root / f"models/joint/joint_seed_{seed}.pt", corpus="synthetic",
+                        extra={"test_ids": test_ids}, trained=False, seed=seed)
     return root
 
 
-def run_stage(world, tmp_path, rule="words", models=None):
-    params = {"runs": {"seeds": [0, 1]}, "explain": {"pair_selection": rule}}
+SEEDS = (0, 1, 2)
+
+
+def run_stage(world, tmp_path, rule="words", models=None, seeds=SEEDS):
+    params = {"runs": {"seeds": list(seeds)}, "explain": {"pair_selection": rule}}
     return stage.explain_stage(world / "raw", world / "spectrograms", models or world / "models", tmp_path / "plots",
                             tmp_path / "reports", params, log=lambda *a: None)
 
@@ -397,7 +411,8 @@ def test_stage_writes_figures_tables_and_data(world, tmp_path):
     assert list(table["emotion"]) == list(EMOTIONS)
     assert list(table.columns) == ["emotion", "predicted_a", "predicted_b", "annotated_a", "annotated_b"]
     report = (tmp_path / "reports/song_pair.md").read_text()
-    assert f"#{pair['a']}" in report and "`words`" in report and report.count("\n|") == 10
+    assert f"#{pair['a']}" in report and "`words`" in report
+    assert report.split("Per-feature effects")[0].count("\n|") == 10  # Table 4: header, rule, 8 emotions
     # the data CSV is consistent with the model's weights and its predictions of the pair
     model, _ = ex.load_model(world / "models/joint/joint_seed_0.pt")
     weight, bias = ex.emotion_layer(model)
@@ -410,6 +425,65 @@ def test_stage_writes_figures_tables_and_data(world, tmp_path):
     assert formula["pair"]["score"] == pytest.approx(formula["pair"]["d_emotion"] + formula["pair"]["d_midlevel"] - 1)
 
 
+SPREAD_COLUMNS = ["song", "emotion", "feature", "mean", "std", "min", "max", "sign_agreement"]
+
+
+def run_effects(world, seed, songs):
+    """(2, 8, 7): the songs' effects under run ``seed``'s Joint model, predicted as the stage predicts."""
+    model, meta = ex.load_model(world / f"models/joint/joint_seed_{seed}.pt")
+    outputs = stage._predict_clips(model, meta, SpectrogramStore.open(world / "spectrograms/soundtracks"), songs)
+    weight, bias = ex.emotion_layer(model)
+    return ex.effects(weight, bias, outputs[:, :len(MIDLEVEL_FEATURES)])
+
+
+def test_stage_shows_the_pair_effects_over_all_runs(world, tmp_path):
+    summary = run_stage(world, tmp_path)
+    songs = [summary["pair"]["a"], summary["pair"]["b"]]
+    spread = pd.read_csv(tmp_path / "plots/song_pair_effects.csv", dtype={"song": str})
+    assert list(spread.columns) == SPREAD_COLUMNS and list(spread["song"].unique()) == songs
+    runs = np.stack([run_effects(world, seed, songs) for seed in SEEDS]).reshape(len(SEEDS), -1)
+    assert not np.allclose(runs[0], runs[1])  # the runs' models differ, so there is a spread to show
+    close = {"rtol": 1e-4, "atol": 1e-6}  # 6 significant digits in the CSV
+    np.testing.assert_allclose(spread["mean"], runs.mean(axis=0), **close)
+    np.testing.assert_allclose(spread["std"], np.std(runs, axis=0, ddof=1), **close)
+    np.testing.assert_allclose(spread["min"], runs.min(axis=0), **close)
+    np.testing.assert_allclose(spread["max"], runs.max(axis=0), **close)
+    assert (spread["min"] <= spread["mean"]).all() and (spread["mean"] <= spread["max"]).all()
+    agree = (np.sign(runs) == np.sign(runs.mean(axis=0))).mean(axis=0)
+    np.testing.assert_allclose(spread["sign_agreement"], agree, atol=1e-6)
+    assert is_png(tmp_path / "plots/song_pair_effects.png")
+    report = (tmp_path / "reports/song_pair.md").read_text()
+    assert "mean over the Joint models of 3 runs" in report and "smallest to the largest run's effect" in report
+    assert report.count("of 3 |") == 8  # the sign agreement of the 8 largest mean effects
+    # The pair and Figure 3 stay the first run's: the same as with that run alone.
+    alone = run_stage(world, tmp_path / "alone", seeds=SEEDS[:1])
+    assert alone["pair"] == summary["pair"]
+    for name in ("effects.csv", "song_pair.csv"):
+        assert (tmp_path / "plots" / name).read_bytes() == (tmp_path / "alone/plots" / name).read_bytes(), name
+
+
+def test_stage_with_one_run_shows_its_effects_without_a_spread(world, tmp_path):
+    summary = run_stage(world, tmp_path, seeds=SEEDS[:1])
+    spread = pd.read_csv(tmp_path / "plots/song_pair_effects.csv", dtype={"song": str})
+    assert list(spread.columns) == SPREAD_COLUMNS and spread["std"].isna().all()
+    assert (spread["min"] == spread["mean"]).all() and (spread["max"] == spread["mean"]).all()
+    assert (spread["sign_agreement"] == 1).all()
+    first = pd.read_csv(tmp_path / "plots/effects.csv", dtype={"song": str})
+    for song in (summary["pair"]["a"], summary["pair"]["b"]):  # the bars are the first run's effects
+        np.testing.assert_array_equal(spread.loc[spread["song"] == song, "mean"],
+                                      first.loc[first["song"] == song, "effect"])
+    assert "1 run's Joint model" in (tmp_path / "reports/song_pair.md").read_text()
+
+
+def test_stage_names_a_missing_run_checkpoint(world, tmp_path):
+    models = tmp_path / "models"
+    (models / "joint").mkdir(parents=True)
+    shutil.copy(world / "models/joint/joint_seed_0.pt", models / "joint")
+    with pytest.raises(CheckpointError, match=r"joint_seed_1\.pt: checkpoint not found.*runs\.seeds\[1\] = 1"):
+        run_stage(world, tmp_path, models=models, seeds=(0, 1))
+    assert not (tmp_path / "plots/song_pair_effects.csv").exists()  # checked before any model output
+
+
 def test_stage_without_joint_model_writes_what_it_can(world, tmp_path):
     models = tmp_path / "models"
     (models / "joint").mkdir(parents=True)
@@ -420,6 +494,8 @@ def test_stage_without_joint_model_writes_what_it_can(world, tmp_path):
     for name in stage.PLOT_OUTPUTS:
         assert (tmp_path / "plots" / name).is_file(), name
     assert pd.read_csv(tmp_path / "plots/effects.csv").empty
+    spread = pd.read_csv(tmp_path / "plots/song_pair_effects.csv")
+    assert spread.empty and list(spread.columns) == SPREAD_COLUMNS
     assert "not run" in (tmp_path / "reports/song_pair.md").read_text()
     with pytest.raises(CheckpointError, match="joint_seed_0.pt: checkpoint not found"):
         run_stage(world, tmp_path, models=tmp_path / "empty_models")

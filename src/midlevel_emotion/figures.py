@@ -13,6 +13,7 @@ from typing import Sequence
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -157,7 +158,8 @@ def heatmap_figure(matrix: np.ndarray, path: Path | str, *, row_labels: Sequence
 def song_pair_effects_figure(effects_a: np.ndarray, effects_b: np.ndarray, path: Path | str, *,
                              label_a: str = "song A", label_b: str = "song B",
                              predicted_a: np.ndarray | None = None, predicted_b: np.ndarray | None = None,
-                             bias: np.ndarray | None = None,
+                             bias: np.ndarray | None = None, range_a: np.ndarray | None = None,
+                             range_b: np.ndarray | None = None, n_runs: int = 1,
                              title: str = "Why two songs get their emotion predictions: feature effects side by side",
                              features: Sequence[str] = MIDLEVEL_FEATURES,
                              emotions: Sequence[str] = EMOTIONS) -> Path:
@@ -166,23 +168,30 @@ def song_pair_effects_figure(effects_a: np.ndarray, effects_b: np.ndarray, path:
     Parameters
     ----------
     effects_a, effects_b : np.ndarray
-        (n_emotions, n_features) effects of each song.
+        (n_emotions, n_features) effects of each song: with several runs, their mean over runs.
     predicted_a, predicted_b : np.ndarray, optional
         (n_emotions,) predictions, shown in each panel's title.
     bias : np.ndarray, optional
         (n_emotions,) emotion-layer bias (prediction = sum of the effects + bias), shown too.
+    range_a, range_b : np.ndarray, optional
+        (2, n_emotions, n_features): the smallest and the largest run's effect, drawn as
+        whiskers around each bar (given together, for ``n_runs`` > 1).
+    n_runs : int
+        How many runs the bars summarise; the legend says so.
     """
     effects_a = np.asarray(effects_a, dtype=np.float64)
     effects_b = np.asarray(effects_b, dtype=np.float64)
     if effects_a.shape != (len(emotions), len(features)) or effects_b.shape != effects_a.shape:
         raise ValueError(f"expected two ({len(emotions)}, {len(features)}) arrays, got {effects_a.shape} "
                          f"and {effects_b.shape}")
+    ranges = _whisker_ranges(range_a, range_b, effects_a.shape, n_runs)
     columns = 4
     rows = int(np.ceil(len(emotions) / columns))
     figure = _new_figure(16, 3.4 * rows + 1.0)
     axes = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
     positions = np.arange(len(features))[::-1]
-    both = np.concatenate([effects_a.ravel(), effects_b.ravel(), [0.0]])
+    both = np.concatenate([effects_a.ravel(), effects_b.ravel(), [0.0]]
+                          + ([r.ravel() for r in ranges] if ranges else []))  # whiskers stay inside the axes
     pad = 0.08 * max(float(both.max() - both.min()), 1e-6)
     height = 0.38
     for k, ax in enumerate(axes.flat):
@@ -191,6 +200,9 @@ def song_pair_effects_figure(effects_a: np.ndarray, effects_b: np.ndarray, path:
             continue
         ax.barh(positions + height / 2, effects_a[k], height=height, color=COLOR_A, label=label_a)
         ax.barh(positions - height / 2, effects_b[k], height=height, color=COLOR_B, label=label_b)
+        if ranges:
+            _whiskers(ax, positions + height / 2, effects_a[k], ranges[0][:, k])
+            _whiskers(ax, positions - height / 2, effects_b[k], ranges[1][:, k])
         ax.axvline(0.0, color="0.3", linewidth=0.8)
         name = _label(emotions[k])
         if predicted_a is not None and predicted_b is not None:
@@ -206,9 +218,35 @@ def song_pair_effects_figure(effects_a: np.ndarray, effects_b: np.ndarray, path:
         if k // columns == rows - 1:
             ax.set_xlabel(EFFECT_UNIT, fontsize=10)
     handles = [Patch(color=COLOR_A, label=f"A: {label_a}"), Patch(color=COLOR_B, label=f"B: {label_b}")]
-    figure.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=10, frameon=False)
+    runs = (f"bars, predictions and bias: mean of {n_runs} runs; whiskers: smallest and largest among the runs"
+            if ranges else "1 run")
+    figure.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=10, frameon=False,
+                  title=runs, title_fontsize=10)
     figure.suptitle(title, fontsize=14)
     return save_figure(figure, path)
+
+
+def _whisker_ranges(range_a: np.ndarray | None, range_b: np.ndarray | None, shape: tuple[int, ...],
+                    n_runs: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The (2, *shape) min/max arrays of both songs, checked; None for one run (no spread to draw)."""
+    given = (range_a is not None) + (range_b is not None)
+    if n_runs < 1 or given != (2 if n_runs > 1 else 0):  # the legend must not claim a spread it does not draw
+        raise ValueError(f"{n_runs} run(s) need {'range_a and range_b' if n_runs > 1 else 'no ranges'}, "
+                         f"got {given} range(s)")
+    if n_runs == 1:
+        return None
+    ranges = (np.asarray(range_a, dtype=np.float64), np.asarray(range_b, dtype=np.float64))
+    if any(r.shape != (2, *shape) for r in ranges):
+        raise ValueError(f"expected two {(2, *shape)} min/max arrays, got {ranges[0].shape} and {ranges[1].shape}")
+    return ranges
+
+
+def _whiskers(ax: Axes, positions: np.ndarray, values: np.ndarray, low_high: np.ndarray) -> None:
+    """Horizontal whiskers from ``low_high[0]`` to ``low_high[1]`` around bars ending at ``values``."""
+    # Clipped at 0: a mean equals its runs' extreme only up to rounding, and errorbar rejects
+    # negative lengths.
+    xerr = np.clip(np.stack([values - low_high[0], low_high[1] - values]), 0.0, None)
+    ax.errorbar(values, positions, xerr=xerr, fmt="none", ecolor="0.15", elinewidth=0.9, capsize=2.5)
 
 
 def not_run_figure(path: Path | str, title: str, reason: str) -> Path:
