@@ -13,10 +13,12 @@ Every stage script ends through :func:`run`, so every stage behaves the same:
 """
 
 import argparse
+import gc
 import os
 import signal
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Callable, NoReturn
 
@@ -58,21 +60,30 @@ def run(main: Callable[[], int | None], name: str) -> NoReturn:
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     set_source_date()
     interrupted = _note_ctrl_c()
+    bug: list[str] | None = None
     try:
         status = main()
     except KeyboardInterrupt:
         _say(f"{name}: interrupted")
         sys.exit(EXIT_INTERRUPTED)
-    except Exception as err:  # noqa: BLE001 - sorted below: input errors one line, bugs re-raised
+    except Exception as err:  # noqa: BLE001 - sorted below: input errors one line, bugs with their traceback
         if interrupted.came and not debug:
             # A library can turn the KeyboardInterrupt into another error (numpy's
             # ndarray.tofile raises TypeError when Ctrl-C lands in its path check); it is
             # still the user's Ctrl-C.
             _say(f"{name}: interrupted")
             sys.exit(EXIT_INTERRUPTED)
-        if debug or not is_input_error(err):
-            raise
-        _say(f"{name}: error: {one_line(err)}")
+        if not debug and is_input_error(err):
+            _say(f"{name}: error: {one_line(err)}")
+            sys.exit(EXIT_FAILURE)
+        bug = traceback.format_exception(err)
+        traceback.clear_frames(err.__traceback__)
+    if bug is not None:
+        # Printed here, with the frames of the failed work freed and collected while the
+        # interpreter still runs: objects they held (DVC's git packs, opened for the training
+        # curves) would otherwise be finalised at shutdown, each printing "Exception ignored".
+        sys.stderr.write("".join(bug))
+        gc.collect()
         sys.exit(EXIT_FAILURE)
     sys.exit(status or 0)
 

@@ -144,6 +144,16 @@ def test_a_failed_slurm_run_fails_the_stage_in_one_line_naming_the_run(corpus, f
     assert not (corpus / "failing" / "metrics.json").exists()  # no results that look complete
 
 
+def test_slurm_without_a_cluster_is_one_line(corpus):
+    done = train_a2e(corpus, "no_cluster", {"executor": "slurm", "slurm": {"log_dir": str(corpus / "logs")}},
+                     check=False, PATH=os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep)
+                                                       if "fake_slurm" not in p))
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == ('train_a2e: error: grid.executor is slurm, but Could not detect "srun", '
+                                           'are you indeed on a slurm cluster? (set grid.executor: local)')
+    assert "Traceback" not in done.stderr and not (corpus / "no_cluster" / "metrics.json").exists()
+
+
 def test_a_failed_jobs_cause_is_the_exception_it_raised():
     def raised_in_a_job():
         try:

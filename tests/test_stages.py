@@ -171,6 +171,27 @@ def test_ctrl_c_that_a_library_turns_into_another_error_still_exits_130():
     assert bug.returncode == 1 and "TypeError" in bug.stderr  # no Ctrl-C came: still a bug
 
 
+def test_a_bug_after_the_training_curves_opened_ends_with_its_traceback_and_no_shutdown_noise(tmp_path):
+    # DVCLive opens the DVC repository, whose git packs complained ("Exception ignored in ...
+    # __del__", about 60 lines) when the interpreter finalised them at exit after a traceback.
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    (tmp_path / "a").write_text("a")
+    for command in (["init", "-q"], ["add", "a"], ["commit", "-qm", "a"], ["gc", "-q"]):
+        subprocess.run([*git, *command], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run([str(Path(sys.executable).parent / "dvc"), "init", "-q"], cwd=tmp_path, check=True,
+                   capture_output=True)
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from _common import run\n"
+            "def main():\n"
+            "    from midlevel_emotion.protocol import training_curves\n"
+            "    curves = training_curves('plots')\n"
+            "    return {}['missing']\n"
+            "run(main, 'demo')\n")
+    done = subprocess.run([sys.executable, "-c", code, str(STAGES)], cwd=tmp_path, env=environment(),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.rstrip().endswith("KeyError: 'missing'"), done.stderr
+    assert "Traceback" in done.stderr and "Exception ignored" not in done.stderr
+
+
 def test_the_wrapper_re_raises_bugs_with_their_traceback(tmp_path):
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from _common import run\n"
             "def main():\n    raise TypeError('a bug')\n"

@@ -246,7 +246,10 @@ def _run_on_slurm(tasks: Sequence[RunTask], settings: GridSettings, *, desc: str
     # result of an earlier job with the same id (another cluster, a reset counter) must not count.
     invocation = f"{desc}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     folder = Path(slurm["log_dir"]).absolute() / invocation / "%j"
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    try:
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    except RuntimeError as err:  # submitit finds no srun: not on a Slurm cluster
+        raise ValueError(f"grid.executor is slurm, but {err} (set grid.executor: local)") from None
     executor.update_parameters(name=desc, **{parameter: slurm[key] for key, parameter in SLURM_PARAMETERS.items()
                                              if slurm[key] is not None})
     # Paths must mean the same on the nodes: absolute, on the shared filesystem.
