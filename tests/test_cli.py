@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from midlevel_emotion import __version__, cli, cli_output
-from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.constants import SpectrogramSettings
 from midlevel_emotion.models import build_model
 from midlevel_emotion.checkpoints import save_checkpoint

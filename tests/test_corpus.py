@@ -2,7 +2,8 @@
 
 import pytest
 
-from midlevel_emotion.corpus import (EMOTIONS, MIDLEVEL_FEATURES, CorpusError, check_layout,
+from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.corpus import (CorpusError, check_layout,
                                      read_annotations, read_metadata, read_ratings)
 
 ANNOTATIONS = (

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.collect import EvaluationError, read_truth_weights
 from midlevel_emotion.evaluation import evaluate
 from midlevel_emotion.results import score_records, split_records, write_not_run, write_stage

@@ -17,7 +17,7 @@ from midlevel_emotion import explain_stage as stage
 from midlevel_emotion import explanation as ex
 from midlevel_emotion import figures, pairs
 from midlevel_emotion.audio import AudioError
-from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.constants import SpectrogramSettings
 from midlevel_emotion.store import SpectrogramStore, write_spectrogram_store
 from midlevel_emotion.models import build_model

@@ -9,7 +9,7 @@ import soundfile as sf
 from midlevel_emotion import explanation as ex
 from midlevel_emotion.audio import AudioError
 from midlevel_emotion.checkpoints import CheckpointError
-from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.explanation_batch import Timings, explain_many
 from test_explanation import make_checkpoint, tone
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.models import (
     MODEL_KINDS,
     A2E,

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.results import (RECORD_COLUMNS, ResultsError, read_results, score_records, split_records,
                                       write_stage)
 from midlevel_emotion.scores import pearson

@@ -17,9 +17,9 @@ from scipy import signal
 from midlevel_emotion import synthetic as S
 from midlevel_emotion.synthetic import labels as synthetic_labels
 from midlevel_emotion.synthetic import score, writer
-from midlevel_emotion.corpus import (ANNOTATIONS_CSV, EMOTIONS, METADATA_CSV, MIDLEVEL_AUDIO_DIR,
-                                     MIDLEVEL_FEATURES, RATINGS_CSV, SOUNDTRACKS_AUDIO_DIR,
-                                     SYNTHETIC_TRUTH_JSON, load_labels, read_annotations, read_metadata,
+from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.corpus import (ANNOTATIONS_CSV, METADATA_CSV, MIDLEVEL_AUDIO_DIR, RATINGS_CSV,
+                                     SOUNDTRACKS_AUDIO_DIR, SYNTHETIC_TRUTH_JSON, load_labels, read_annotations, read_metadata,
                                      read_ratings)
 
 SMALL = dict(seed=7, n_clips=24, n_soundtracks=12, duration_seconds=6.0)

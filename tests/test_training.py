@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from midlevel_emotion.corpus import EMOTIONS, MIDLEVEL_FEATURES, artist_disjoint_split, holdout, random_split
+from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.corpus import artist_disjoint_split, holdout, random_split
 from midlevel_emotion.scores import fit_linear, pearson
 from midlevel_emotion.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from midlevel_emotion.training import (ClipSet, crop, predict, init_output_layers, recalibrate_batchnorm,

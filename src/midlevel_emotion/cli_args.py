@@ -10,11 +10,12 @@ import math
 
 from . import __version__
 from .check import add_arguments as add_check_arguments
+from .constants import DEFAULT_CHECKPOINT
 
 PROG = "midlevel-emotion"
 PLOT_SUFFIXES: tuple[str, ...] = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
-DEFAULT_CHECKPOINT_TEXT = "models/joint/joint_seed_0.pt"  # explanation.DEFAULT_CHECKPOINT, without importing torch
-DEFAULT_RUNS_TEXT = "models/joint"  # ensemble.JOINT_RUNS
+DEFAULT_CHECKPOINT_TEXT = str(DEFAULT_CHECKPOINT)
+DEFAULT_RUNS_TEXT = str(DEFAULT_CHECKPOINT.parent)  # ensemble.JOINT_RUNS
 MIN_FEATURE_R_TEXT = "0.3"  # explanation.MIN_FEATURE_R, whose comment says why
 
 

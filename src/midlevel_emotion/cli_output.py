@@ -66,7 +66,7 @@ def seconds(x: float) -> str:
 
 def names() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The mid-level feature and emotion names, in model output order."""
-    from .corpus import EMOTIONS, MIDLEVEL_FEATURES
+    from .constants import EMOTIONS, MIDLEVEL_FEATURES
 
     return MIDLEVEL_FEATURES, EMOTIONS
 

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .corpus import EMOTIONS, MIDLEVEL_FEATURES
+from .constants import EMOTIONS, MIDLEVEL_FEATURES, checkpoint_file
 from .results import Results, read_results
 
 #: The training stages' results folders (``results/<stage>``).
@@ -268,7 +268,7 @@ def learned_weights(models_dir: Path, seeds: list[int], not_run: Mapping[str, st
         missing: list[str] = []
         for s in seeds:
             if name == "joint":
-                path = models_dir / "joint" / f"joint_seed_{s}.pt"
+                path = checkpoint_file(models_dir / "joint", "joint", s)
                 if path.is_file():
                     weights[s] = load_checkpoint(path)[0].emotion_layer.weight.detach().cpu().numpy().astype(np.float64)
                 else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any, Mapping
 
 # Canonical order used everywhere (arrays, checkpoints, tables): the paper's Table 3 order.
@@ -37,6 +38,24 @@ EMOTIONS: tuple[str, ...] = (
 )
 
 DATASETS: tuple[str, ...] = ("midlevel", "soundtracks")
+
+
+def run_name(kind: str, seed: int) -> str:
+    """A run of a network trained on every seed, e.g. ``joint_seed_0``: its checkpoint's stem and
+    its training-curve folder."""
+    return f"{kind}_seed_{seed}"
+
+
+def checkpoint_file(models_dir: Path | str, kind: str, seed: int) -> Path:
+    """Where a training stage saves that run's model: ``<models_dir>/<kind>_seed_<seed>.pt``
+    (``models_dir`` is the stage's folder, e.g. ``models/joint``)."""
+    return Path(models_dir) / f"{run_name(kind, seed)}.pt"
+
+
+#: The Joint model of the pipeline's first run (``runs.seeds[0] = 0``), relative to the
+#: repository root: the checkpoint ``midlevel-emotion`` explains with when ``models/joint/``
+#: holds no other runs.
+DEFAULT_CHECKPOINT = checkpoint_file("models/joint", "joint", 0)
 
 # Paper / SPEC preprocessing defaults (Section 5).
 SAMPLE_RATE: int = 22050  # Hz

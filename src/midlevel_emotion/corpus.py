@@ -13,7 +13,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from .constants import EMOTIONS, MIDLEVEL_FEATURES  # the canonical orders (re-exported here)
+from .constants import EMOTIONS, MIDLEVEL_FEATURES  # the canonical orders (their one home)
 
 # Header spellings in the published annotations.csv (after stripping stray spaces).
 ANNOTATION_COLUMNS: dict[str, str] = {

@@ -30,6 +30,7 @@ from .archive import (
     verify_zip,
 )
 from .config import DATA_SOURCES
+from .params import section
 from .corpus import validate_raw
 from .fileio import remove_stale_staging, replace_dir, staging_dir
 from .localcopy import copy_local, link_or_copy, local_dir, pipeline_outputs, refuse_inside_outputs
@@ -230,7 +231,7 @@ def _raise_all(failures: list[tuple[str, DownloadError]], n_archives: int) -> No
 
 def _local_folders(params: Mapping[str, Any], raw_dir: Path) -> tuple[Path | None, Path | None]:
     """The ``local`` folders, refused when they lie inside anything the pipeline deletes."""
-    cfg = params.get("local") or {}
+    cfg = section(params, "local")
     folders = {key: local_dir(cfg.get(key), f"local.{key}")
                for key in ("midlevel_dir", "soundtracks_dir")}
     root = Path(params.get("_path", "params.yaml")).resolve().parent
@@ -278,9 +279,9 @@ def prepare_raw(source: str, raw_dir: Path, params: dict, *, progress: bool = Tr
     staging = staging_dir(raw_dir)
     try:
         if source == "synthetic":
-            generate_corpus(staging, progress=progress, **params["synthetic"])
+            generate_corpus(staging, progress=progress, **section(params, "synthetic"))
         elif source == "download":
-            cfg = params["download"]
+            cfg = section(params, "download")
             download_archives(cfg["archives"], staging, archive_dir=Path(cfg["archive_dir"]),
                               progress=progress, limits=cfg)
         else:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from . import figures
-from .constants import EMOTIONS, MIDLEVEL_FEATURES, hop_frames
+from .constants import EMOTIONS, MIDLEVEL_FEATURES, checkpoint_file, hop_frames
 from .corpus import Labels, load_labels
 from .csvsafe import frame_text
 from .explanation import effects, emotion_layer, load_model, spread
@@ -161,12 +161,12 @@ def explain_stage(raw_dir: Path, spectrogram_dir: Path, models_dir: Path, plots_
     """
     raw_dir, models_dir = Path(raw_dir), Path(models_dir)
     rule = section(params, "explain.pair_selection")  # its options: checked as params.yaml is read
-    seeds = [int(s) for s in params["runs"]["seeds"]]
+    seeds = [int(s) for s in section(params, "runs.seeds")]
     out = _Outputs(Path(plots_dir), Path(reports_dir))
     labels = load_labels(raw_dir)
     _correlation_outputs(labels, out)
 
-    checkpoints = [models_dir / "joint" / f"joint_seed_{seed}.pt" for seed in seeds]
+    checkpoints = [checkpoint_file(models_dir / "joint", "joint", seed) for seed in seeds]
     reason = _joint_not_run(models_dir, checkpoints, seeds)
     if reason is not None:
         for name, title in _MODEL_OUTPUTS.items():

@@ -42,10 +42,8 @@ from .features import log_filtered_spectrogram
 from .checkpoints import CheckpointError, load_checkpoint
 from .training import crop, window_starts
 
-#: The checkpoint :func:`explain` uses by default: the Joint model of the pipeline's first run
-#: (``runs.seeds[0] = 0`` in params.yaml). Relative, so it resolves against the current
-#: directory: run from the repository root (the user CLI does the same).
-DEFAULT_CHECKPOINT = Path("models/joint/joint_seed_0.pt")
+#: The checkpoint :func:`explain` uses by default (relative: run from the repository root).
+DEFAULT_CHECKPOINT = constants.DEFAULT_CHECKPOINT
 
 #: Model kinds whose emotions are a linear function of a mid-level bottleneck.
 EXPLAINABLE_KINDS: tuple[str, ...] = ("joint", "a2mid2e")

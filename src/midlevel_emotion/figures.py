@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .corpus import EMOTIONS, MIDLEVEL_FEATURES
+from .constants import EMOTIONS, MIDLEVEL_FEATURES
 from .fileio import atomic_write
 
 DPI = 150

@@ -66,7 +66,7 @@ def probe(*, epochs: int = 1, clips: int = 16, crop_seconds: float = 3.0, seed: 
     import torch
 
     from .constants import N_BINS
-    from .corpus import EMOTIONS, MIDLEVEL_FEATURES
+    from .constants import EMOTIONS, MIDLEVEL_FEATURES
     from .training import ClipSet, TrainConfig, train
 
     rng = np.random.default_rng(seed)  # the data does not depend on torch's random stream

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .config import PAIR_RULES  # Section 7.2 pair selection rules (explain.pair_selection), see select_pair
-from .corpus import EMOTIONS
+from .constants import EMOTIONS
 from .scores import pearson
 
 

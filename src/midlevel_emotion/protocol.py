@@ -23,8 +23,8 @@ from typing import Any, Callable
 import numpy as np
 from dvclive import Live
 
-from .corpus import (EMOTIONS, MIDLEVEL_FEATURES, Labels, Split, align, artist_disjoint_split, holdout,
-                     load_labels, random_split)
+from .constants import EMOTIONS, MIDLEVEL_FEATURES, run_name
+from .corpus import Labels, Split, align, artist_disjoint_split, holdout, load_labels, random_split
 from .fileio import write_json, write_text
 from .scores import fit_linear
 from .store import SpectrogramStore
@@ -54,11 +54,11 @@ class Context:
 
     @property
     def corpus(self) -> str:
-        return str(self.params["data"]["source"])
+        return str(section(self.params, "data.source"))
 
     @property
     def seeds(self) -> list[int]:
-        return [int(s) for s in self.params["runs"]["seeds"]]
+        return [int(s) for s in section(self.params, "runs.seeds")]
 
     def config(self, kind: str) -> TrainConfig:
         """The training hyperparameters for a ``kind`` model (see :meth:`TrainConfig.from_params`)."""
@@ -88,9 +88,8 @@ def emotion_clip_ids(ctx: Context, decisions: list[str]) -> list[str]:
 
 
 def run_split(ctx: Context, seed: int, ids: list[str]) -> Split:
-    runs = ctx.params["runs"]
-    return random_split(ids, seed=seed, test_fraction=runs["test_fraction"],
-                        validation_fraction=ctx.params["train"]["validation_fraction"])
+    return random_split(ids, seed=seed, test_fraction=section(ctx.params, "runs.test_fraction"),
+                        validation_fraction=section(ctx.params, "train.validation_fraction"))
 
 
 #: Where DVCLive writes the per-epoch curves, under a log's directory (``Live.plots_dir``).
@@ -200,7 +199,7 @@ def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path:
                              "No mid-level annotations in data/raw (a Soundtracks-only corpus): "
                              "A2Mid+, A2Mid and A2Mid2E need the Mid-level Perceptual Features dataset.",
                              plots_dir)
-    p = ctx.params["train_a2mid"]
+    p = section(ctx.params, "train_a2mid")
     features = list(MIDLEVEL_FEATURES)
     decisions: list[str] = list(labels.decisions)
     store = ctx.stores["midlevel"]
@@ -210,7 +209,7 @@ def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path:
 
     def fit(name: str, train_ids: list[str], test_ids: list[str], seed: int, st: SpectrogramStore, ylab,
             song_ids: dict[str, str] | None = None) -> None:
-        tr, va = holdout(train_ids, fraction=ctx.params["train"]["validation_fraction"], seed=seed)
+        tr, va = holdout(train_ids, fraction=section(ctx.params, "train.validation_fraction"), seed=seed)
         targets = {"train": ylab.loc[tr, features].to_numpy(), "validation": ylab.loc[va, features].to_numpy(),
                    "test": ylab.loc[test_ids, features].to_numpy() if test_ids else None}
         tasks.append(run_task_for(ctx, "a2mid", st, (tr, va, test_ids), targets, seed=seed, name=name, model=name,
@@ -321,7 +320,7 @@ def train_emotion_runs(ctx: Context, kind: str, models_dir: Path, results_dir: P
         targets = {part: targets_all[[row[i] for i in getattr(split, part)]]
                    for part in ("train", "validation", "test")}
         tasks.append(run_task_for(ctx, kind, store, (split.train, split.validation, split.test), targets,
-                                  seed=seed, name=f"{kind}_seed_{seed}", model=kind, models_dir=models_dir,
+                                  seed=seed, name=run_name(kind, seed), model=kind, models_dir=models_dir,
                                   names=names, song_ids=labels.soundtracks_song_ids))
     records, splits = train_runs(ctx, f"train_{kind}", tasks, plots_dir)
     return results.write_stage(results_dir, metrics_path, records, splits, {"excluded_clips": len(decisions)})

@@ -12,7 +12,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from .corpus import EMOTIONS, MIDLEVEL_FEATURES, SYNTHETIC_TRUTH_JSON
+from .constants import EMOTIONS, MIDLEVEL_FEATURES
+from .corpus import SYNTHETIC_TRUTH_JSON
 from .statistics import AVERAGE, BASELINE, CALIBRATION_MODELS, COE_ROWS, TABLE2_MODELS, TABLE3_MODELS, min_wilcoxon_p
 
 COLS = list(EMOTIONS) + [AVERAGE]

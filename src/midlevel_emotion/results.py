@@ -31,7 +31,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .corpus import EMOTIONS, MIDLEVEL_FEATURES
+from .constants import EMOTIONS, MIDLEVEL_FEATURES
 from .fileio import replace_dir, staging_dir, write_json, write_text
 from .scores import mse_vs_baseline, pearson
 

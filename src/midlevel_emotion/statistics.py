@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from .corpus import EMOTIONS, MIDLEVEL_FEATURES
+from .constants import EMOTIONS, MIDLEVEL_FEATURES
 from .results import group_mse
 from .scores import pearson
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..corpus import EMOTIONS, MIDLEVEL_FEATURES
+from ..constants import EMOTIONS, MIDLEVEL_FEATURES
 
 # The layout of the planted table below; tests/test_synthetic.py checks that it is the
 # canonical order of corpus.py, so the table cannot silently attach a weight to another quality.

@@ -105,7 +105,7 @@ _PAN = {"chords": -0.3, "lead": 0.2, "bass": 0.0, "kick": 0.0, "snare": -0.15, "
 
 
 class Latent(NamedTuple):
-    """The seven latents of a clip, in the canonical order of ``corpus.MIDLEVEL_FEATURES``."""
+    """The seven latents of a clip, in the canonical order of ``constants.MIDLEVEL_FEATURES``."""
 
     melodiousness: float
     articulation: float

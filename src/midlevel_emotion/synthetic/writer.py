@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..corpus import (ANNOTATIONS_CSV, EMOTIONS, METADATA_CSV, MIDLEVEL_AUDIO_DIR, MIDLEVEL_FEATURES,
-                      RATINGS_CSV, SOUNDTRACKS_AUDIO_DIR, SYNTHETIC_TRUTH_JSON)
+from ..constants import EMOTIONS, MIDLEVEL_FEATURES
+from ..corpus import (ANNOTATIONS_CSV, METADATA_CSV, MIDLEVEL_AUDIO_DIR, RATINGS_CSV, SOUNDTRACKS_AUDIO_DIR,
+                      SYNTHETIC_TRUTH_JSON)
 from ..fileio import write_bytes, write_json, write_text
 from ..parallel import map_tasks, resolve_jobs
 from .labels import (_TARGET_RULES, LATENT_CORRELATION, PLANTED_BIAS, PLANTED_WEIGHTS, SOUND_DESIGN,
