@@ -11,7 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from midlevel_emotion.params import ParamsError
+from midlevel_emotion.errors import ParamsError
 from midlevel_emotion.profiles import apply_profile, profile_path, set_arguments
 
 

@@ -2,10 +2,10 @@
 
 Every stage script ends through :func:`run`, so every stage behaves the same:
 
-- a bad input (a class of the ``midlevel_emotion`` package such as ``CorpusError``,
-  ``AudioError``, ``ParamsError``, ``DownloadError`` or ``CheckpointError``; a ``ValueError``,
-  which is how the package's validators speak; an ``OSError`` such as a missing file or a
-  full disk) prints ONE line, ``<stage>: error: <message>``, and exits 1;
+- a bad input (one of the package's errors, :mod:`midlevel_emotion.errors`, such as
+  ``CorpusError``, ``AudioError``, ``ParamsError``, ``DownloadError`` or ``CheckpointError``;
+  a ``ValueError``, which is how the package's validators speak; an ``OSError`` such as a
+  missing file or a full disk) prints ONE line, ``<stage>: error: <message>``, and exits 1;
 - Ctrl-C prints one line and exits 130, as shells report an interrupted command;
 - anything else is a bug and keeps its traceback.
 
@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 from midlevel_emotion.determinism import configure_cpu, pin_numpy
-from midlevel_emotion.params import ParamsError, load_params, section
+from midlevel_emotion.errors import MidlevelError, ParamsError, one_line
+from midlevel_emotion.params import load_params, section
 
 # Every stage imports this module first, before anything imports numpy: numpy's loops are
 # pinned here for all stages (midlevel_emotion.determinism.NUMPY_PINS explains why).
@@ -31,20 +32,14 @@ pin_numpy()
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
-PACKAGE = "midlevel_emotion"
 DEBUG_VARIABLE = "MIDLEVEL_EMOTION_DEBUG"
 
 
 def is_input_error(err: BaseException) -> bool:
-    """Whether ``err`` reports a bad input (one line is enough) rather than a bug."""
-    if isinstance(err, (OSError, ValueError)):
-        return True
-    return any(cls.__module__.split(".")[0] == PACKAGE for cls in type(err).__mro__)
-
-
-def one_line(err: BaseException) -> str:
-    """The error's message on one line (a message never spans lines on a terminal)."""
-    return " ".join(str(err).split()) or type(err).__name__
+    """Whether ``err`` reports a bad input or a failure the user can act on (one line is
+    enough) rather than a bug: the package's own errors (:mod:`midlevel_emotion.errors`), a
+    ``ValueError`` (how validators speak) or an ``OSError`` (a missing file, a full disk)."""
+    return isinstance(err, (MidlevelError, OSError, ValueError))
 
 
 def run(main: Callable[[], int | None], name: str) -> NoReturn:
@@ -74,7 +69,7 @@ def run(main: Callable[[], int | None], name: str) -> NoReturn:
             _say(f"{name}: interrupted")
             sys.exit(EXIT_INTERRUPTED)
         if not debug and is_input_error(err):
-            _say(f"{name}: error: {one_line(err)}")
+            _say(f"{name}: error: {one_line(err) or type(err).__name__}")
             sys.exit(EXIT_FAILURE)
         bug = traceback.format_exception(err)
         traceback.clear_frames(err.__traceback__)

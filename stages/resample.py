@@ -12,7 +12,8 @@ import sys
 
 from _common import run
 
-from midlevel_emotion.audio import TooManyFailuresError, resample_corpus
+from midlevel_emotion.audio import resample_corpus
+from midlevel_emotion.errors import TooManyFailuresError
 from midlevel_emotion.params import load_params, section, spectrogram_settings
 
 

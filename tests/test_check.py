@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from midlevel_emotion.check import (CheckError, check_against_revision, check_embedded, check_paper, compare_row,
-                                    paper_band, read_json)
+from midlevel_emotion.check import (check_against_revision, check_embedded, check_paper, compare_row, paper_band,
+                                    read_json)
+from midlevel_emotion.errors import CheckError
 from test_evaluation import designed_values, write_fixture
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,8 +3,8 @@
 import pytest
 
 from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.corpus import (CorpusError, check_layout,
-                                     read_annotations, read_metadata, read_ratings)
+from midlevel_emotion.corpus import check_layout, read_annotations, read_metadata, read_ratings
+from midlevel_emotion.errors import CorpusError
 
 ANNOTATIONS = (
     "song_id, melody, articulation, rhythm_complexity, rhythm_stability, dissonance, tonal_stability, minorness\n"

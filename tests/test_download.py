@@ -28,15 +28,8 @@ import yaml
 
 from midlevel_emotion import download as dl
 from midlevel_emotion import transfer
-from midlevel_emotion.download import (
-    CorruptArchiveError,
-    DownloadError,
-    UnsafeArchiveError,
-    copy_local,
-    download_archives,
-    extract_zip,
-    fetch,
-)
+from midlevel_emotion.download import copy_local, download_archives, extract_zip, fetch
+from midlevel_emotion.errors import CorruptArchiveError, DownloadError, UnsafeArchiveError
 
 # ----------------------------------------------------------------------------- server
 

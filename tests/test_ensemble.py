@@ -12,7 +12,8 @@ import torch
 
 from midlevel_emotion import cli
 from midlevel_emotion import explanation as ex
-from midlevel_emotion.checkpoints import CheckpointError, save_checkpoint
+from midlevel_emotion.checkpoints import save_checkpoint
+from midlevel_emotion.errors import CheckpointError
 from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES, SpectrogramSettings
 from midlevel_emotion.ensemble import checkpoint_paths, combine, load_models
 from midlevel_emotion.explanation_batch import explain_many

@@ -14,7 +14,8 @@ import yaml
 from scipy import stats
 
 from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.collect import EvaluationError, read_truth_weights
+from midlevel_emotion.collect import read_truth_weights
+from midlevel_emotion.errors import EvaluationError
 from midlevel_emotion.evaluation import evaluate
 from midlevel_emotion.results import score_records, split_records, write_not_run, write_stage
 from midlevel_emotion.statistics import (calibration, list_paths, min_wilcoxon_p, paired_tests,

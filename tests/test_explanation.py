@@ -16,12 +16,13 @@ import torch
 from midlevel_emotion import explain_stage as stage
 from midlevel_emotion import explanation as ex
 from midlevel_emotion import figures, pairs
-from midlevel_emotion.audio import AudioError
+from midlevel_emotion.errors import AudioError
 from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.constants import SpectrogramSettings
 from midlevel_emotion.store import SpectrogramStore, write_spectrogram_store
 from midlevel_emotion.models import build_model
-from midlevel_emotion.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from midlevel_emotion.checkpoints import load_checkpoint, save_checkpoint
+from midlevel_emotion.errors import CheckpointError
 from midlevel_emotion.training import ClipSet, predict, train
 from configs import train_config
 

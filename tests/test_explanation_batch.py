@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 
 from midlevel_emotion import explanation as ex
-from midlevel_emotion.audio import AudioError
-from midlevel_emotion.checkpoints import CheckpointError
+from midlevel_emotion.errors import AudioError
+from midlevel_emotion.errors import CheckpointError
 from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.explanation_batch import Timings, explain_many
 from test_explanation import make_checkpoint, tone

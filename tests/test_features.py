@@ -22,13 +22,9 @@ from midlevel_emotion.features import (
     n_frames_for,
 )
 from midlevel_emotion.constants import SpectrogramSettings
-from midlevel_emotion.store import (
-    InvalidStoreError,
-    SpectrogramStore,
-    build_spectrogram_stores,
-    write_spectrogram_store,
-    write_store_from_arrays,
-)
+from midlevel_emotion.store import (SpectrogramStore, build_spectrogram_stores, write_spectrogram_store,
+                                    write_store_from_arrays)
+from midlevel_emotion.errors import InvalidStoreError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from madmom_shim import import_madmom  # noqa: E402

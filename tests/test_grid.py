@@ -19,7 +19,7 @@ import yaml
 from midlevel_emotion.checkpoints import load_checkpoint
 from midlevel_emotion.fingerprint import state_digest
 from midlevel_emotion.grid import GridSettings, _cause, run_device, runs_at_once, threads_per_run
-from midlevel_emotion.params import ParamsError
+from midlevel_emotion.errors import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {

@@ -53,3 +53,27 @@ def test_an_upward_import_or_an_unplaced_module_breaks_the_contracts(tmp_path):
                      "constants, config and params load before numpy and torch"):
         assert any(line.startswith(contract) and line.rstrip().endswith("BROKEN")
                    for line in output.splitlines()), f"{contract!r} not broken:\n{output}"
+
+
+def test_every_error_the_package_reports_lives_in_errors_and_derives_from_its_base():
+    """One hierarchy in one module: the stage wrapper and the CLI decide "one line or traceback"
+    by type (``isinstance(err, MidlevelError)``), so a new error class elsewhere would be a bug's
+    traceback by accident. Private control-flow exceptions that never leave their module (the
+    retry signals of ``transfer``) are the only other ones."""
+    import ast
+    import inspect
+
+    from midlevel_emotion import errors
+
+    package = Path(errors.__file__).parent
+    elsewhere = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name == "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and (node.name.endswith(("Error", "Exception"))
+                                                   and not node.name.startswith("_")):
+                elsewhere.append(f"{path.relative_to(package)}: {node.name}")
+    assert not elsewhere, f"error classes outside errors.py: {elsewhere}"
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if c.__module__ == errors.__name__]
+    assert len(classes) >= 17 and all(issubclass(c, errors.MidlevelError) for c in classes)

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from configs import write_params
-from midlevel_emotion.params import ParamsError, load_params, section
+from midlevel_emotion.params import load_params, section
+from midlevel_emotion.errors import ParamsError
 from midlevel_emotion.profiles import apply_profile, flatten, load_profile, profile_path
 
 ROOT = Path(__file__).resolve().parents[1]

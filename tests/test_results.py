@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.results import (RECORD_COLUMNS, ResultsError, read_results, score_records, split_records,
-                                      write_stage)
+from midlevel_emotion.results import RECORD_COLUMNS, read_results, score_records, split_records, write_stage
+from midlevel_emotion.errors import ResultsError
 from midlevel_emotion.scores import pearson
 
 

@@ -9,7 +9,8 @@ import torch
 from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.corpus import artist_disjoint_split, holdout, random_split
 from midlevel_emotion.scores import fit_linear, pearson
-from midlevel_emotion.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from midlevel_emotion.checkpoints import load_checkpoint, save_checkpoint
+from midlevel_emotion.errors import CheckpointError
 from midlevel_emotion.training import (ClipSet, crop, predict, init_output_layers, recalibrate_batchnorm,
                                        recenter_output_bias, train, window_starts)
 
@@ -266,7 +267,8 @@ import json
 
 import yaml
 
-from midlevel_emotion.params import ParamsError, load_params
+from midlevel_emotion.params import load_params
+from midlevel_emotion.errors import ParamsError
 from midlevel_emotion.checkpoints import params_hash
 from midlevel_emotion.training import TRAIN_KEYS, TrainConfig
 

@@ -1,4 +1,4 @@
-"""Unpacking dataset zips safely, and the errors every download problem is reported with.
+"""Unpacking dataset zips safely (the errors of a download are in :mod:`.errors`).
 
 An archive from the network is untrusted input. Before a single byte is written, every
 member is checked: no path escaping the target ("zip slip"), no duplicate names, no file
@@ -17,14 +17,9 @@ import zipfile
 import zlib
 from pathlib import Path
 
-__all__ = [
-    "ArchiveError",
-    "CorruptArchiveError",
-    "DownloadError",
-    "UnsafeArchiveError",
-    "extract_zip",
-    "verify_zip",
-]
+from .errors import ArchiveError, CorruptArchiveError, UnsafeArchiveError, one_line
+
+__all__ = ["extract_zip", "verify_zip"]
 
 # Junk that macOS / Windows zip tools add; ignoring it keeps the "single wrapping folder"
 # detection working and keeps the raw directory clean.
@@ -41,49 +36,6 @@ _RATIO_FLOOR_BYTES = 1 << 20
 DEFAULT_MAX_EXTRACTED_BYTES = 20 * 10**9
 DEFAULT_MAX_COMPRESSION_RATIO = 200.0
 
-
-def one_line(text: str) -> str:
-    """Collapse all whitespace so a message is exactly one line (log-friendly)."""
-    return " ".join(str(text).split())
-
-
-class DownloadError(RuntimeError):
-    """A dataset file could not be obtained; the message says how to fix it by hand.
-
-    Parameters
-    ----------
-    message
-        One line naming the URL (or archive), the reason, and the manual fallback.
-    url
-        The URL that failed, when there is one.
-    path
-        Where the user can place the file by hand, when there is one.
-    """
-
-    def __init__(self, message: str, *, url: str | None = None, path: Path | None = None):
-        super().__init__(one_line(message))
-        self.url = url
-        self.path = path
-
-
-class ArchiveError(DownloadError, ValueError):
-    """An archive (or its description) is unusable. Also a ``ValueError``: the input is bad.
-
-    ``reason`` holds the bare reason, without the file name, for callers that re-word it.
-    """
-
-    def __init__(self, message: str, *, reason: str = "", url: str | None = None,
-                 path: Path | None = None):
-        super().__init__(message, url=url, path=path)
-        self.reason = one_line(reason or message)
-
-
-class CorruptArchiveError(ArchiveError):
-    """The archive is not a readable zip file (truncated, HTML error page, bad CRC)."""
-
-
-class UnsafeArchiveError(ArchiveError):
-    """A member would be written outside the target, over another member, or is a bomb."""
 
 
 def _fail(kind: type[ArchiveError], archive: Path, reason: str) -> ArchiveError:

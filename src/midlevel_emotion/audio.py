@@ -26,6 +26,7 @@ import soundfile as sf
 
 from .constants import SAMPLE_RATE
 from .corpus import MIDLEVEL_AUDIO_DIR, SOUNDTRACKS_AUDIO_DIR
+from .errors import AudioError, TooManyFailuresError
 from .fileio import remove_stale_staging, replace_dir, save_npy, staging_dir, write_json
 from .parallel import map_tasks
 
@@ -42,15 +43,6 @@ TRUNCATED_SECONDS = 0.25
 # "[src/libmpg123/parse.c:...] error: ...".
 _DECODER_CHATTER = re.compile(r"^(Note|Warning|Error):|^\[[^\]]*\] ")
 _MESSAGES_KEPT = 5  # distinct decoder lines kept per file in the resample report
-
-
-class AudioError(ValueError):
-    """An audio file cannot be used; ``str(err)`` is one line naming the file and the reason."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -339,17 +331,6 @@ def _summary(results: list[dict[str, Any]], sample_rate: int) -> dict[str, Any]:
     report["n_ok"] = len(results) - len(report["failed"])
     report["seconds_of_audio"] = round(n_samples / sample_rate, 2)
     return report
-
-
-class TooManyFailuresError(RuntimeError):
-    """More audio files failed to decode than the configured share allows.
-
-    ``report`` is the stage's report (also in ``report.json``), with every failure's reason.
-    """
-
-    def __init__(self, message: str, report: dict | None = None) -> None:
-        super().__init__(message)
-        self.report = report or {}
 
 
 # Resampled output subdirectory -> raw audio directory, for each dataset.

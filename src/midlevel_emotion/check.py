@@ -22,12 +22,9 @@ import numpy as np
 import pandas as pd
 
 from .collect import collect
+from .errors import CheckError, ParamsError
 from .headline import HIGHER_IS_BETTER, per_run
-from .params import ParamsError, flatten, load_params, section
-
-
-class CheckError(ValueError):
-    """The inputs of a check cannot be read; the message names the file or revision."""
+from .params import flatten, load_params, section
 
 
 @dataclass

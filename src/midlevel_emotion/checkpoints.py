@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .constants import EMOTIONS, MIDLEVEL_FEATURES
+from .errors import CheckpointError
 from .fileio import write_bytes
 from .models import MODEL_KINDS, build_model
 from .training import TrainConfig
@@ -107,10 +108,6 @@ def source_date() -> str:
     else:
         raise ValueError(f"SOURCE_DATE_EPOCH must be a whole number of seconds since 1970, got {epoch!r}")
     return when.isoformat(timespec="seconds")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing or not usable; the message names the file and the reason."""
 
 
 _CHECKPOINT_KEYS = ("kind", "architecture", "midlevel_features", "emotions", "spectrogram", "input", "state_dict")

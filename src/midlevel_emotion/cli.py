@@ -35,6 +35,7 @@ from typing import Any, Sequence
 
 from . import cli_output as show
 from .cli_args import PLOT_SUFFIXES, PROG, build_parser
+from .errors import CLIError, one_line
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 AUDIO_SUFFIXES: tuple[str, ...] = (".mp3", ".wav", ".flac", ".ogg")  # what libsndfile decodes here
@@ -51,14 +52,6 @@ KIND_DESCRIPTIONS = {
 }
 
 
-class CLIError(Exception):
-    """A failure to report as one line on stderr, with an exit status."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(_one_line(message))  # always one line
-        self.code = code
-
-
 # ---------------------------------------------------------------------------------------
 # Small helpers
 
@@ -69,10 +62,6 @@ def _out(text: str = "") -> None:
 
 def _err(text: str) -> None:
     sys.stderr.write(text + "\n")
-
-
-def _one_line(text: Any) -> str:
-    return " ".join(str(text).split())
 
 
 def _dump_json(data: Any) -> None:
@@ -94,7 +83,7 @@ def _checkpoint_path(args: argparse.Namespace) -> Path:
 
 def _checkpoint_paths(args: argparse.Namespace) -> list[Path]:
     """``explain``'s and ``compare``'s checkpoints: those given (folders expanded), else every run."""
-    from .checkpoints import CheckpointError
+    from .errors import CheckpointError
     from .ensemble import checkpoint_paths
 
     try:
@@ -141,7 +130,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 def _load_models(paths: Sequence[Path]) -> list[tuple[Any, dict]]:
     """Every run's model and metadata; CheckpointError -> exit 2 (missing, incompatible or unlike the others)."""
-    from .checkpoints import CheckpointError
+    from .errors import CheckpointError
     from .ensemble import load_models
 
     try:
@@ -186,10 +175,10 @@ def _explain_one(path: Path, models: list[tuple[Any, dict]], args: argparse.Name
 
     One checkpoint: :func:`.explanation.explain`; several: their ensemble, the file decoded once.
     """
-    from .audio import AudioError
+    from .errors import AudioError
     from .explanation import explain
     from .explanation_batch import explain_many
-    from .checkpoints import CheckpointError
+    from .errors import CheckpointError
 
     try:
         with _native_stderr(args.debug):
@@ -203,21 +192,21 @@ def _explain_one(path: Path, models: list[tuple[Any, dict]], args: argparse.Name
         _warn_if_truncated(path, exp)
         return exp
     except (AudioError, CheckpointError) as err:
-        raise CLIError(_one_line(err), EXIT_USAGE) from err
+        raise CLIError(one_line(err), EXIT_USAGE) from err
     except (KeyboardInterrupt, CLIError):
         raise
     except Exception as err:  # noqa: BLE001 - reported as one line, traceback with --debug
-        raise CLIError(f"{path}: model failed ({type(err).__name__}: {_one_line(err)})", EXIT_FAILURE) from err
+        raise CLIError(f"{path}: model failed ({type(err).__name__}: {one_line(err)})", EXIT_FAILURE) from err
 
 
 def _warning(meta: dict, explanation: Any = None) -> str | None:
     """The synthetic-corpus warning (the Explanation's own text when there is one)."""
     if explanation is not None and getattr(explanation, "warning", None):
-        return _one_line(explanation.warning)
+        return one_line(explanation.warning)
     if str(meta.get("corpus", "")).lower() == "synthetic":
         from .explanation import SYNTHETIC_WARNING
 
-        return _one_line(SYNTHETIC_WARNING)
+        return one_line(SYNTHETIC_WARNING)
     return None
 
 
@@ -343,8 +332,8 @@ def _explain_files(files: list[Path], models: list[tuple[Any, dict]],
 
     from tqdm import tqdm
 
-    from .audio import AudioError
-    from .checkpoints import CheckpointError
+    from .errors import AudioError
+    from .errors import CheckpointError
     from .explanation_batch import Timings, explain_many, warm_up
 
     features, emotions = show.names()
@@ -365,9 +354,9 @@ def _explain_files(files: list[Path], models: list[tuple[Any, dict]],
             bar.update(1)
             row: dict[str, Any] = {"file": str(path), "status": "ok", "error": None, "n_runs": len(models)}
             if isinstance(err, AudioError):
-                row.update({"status": "failed", "error": _one_line(err.reason)})
+                row.update({"status": "failed", "error": one_line(err.reason)})
             elif err is not None:  # one failed file must not stop the batch
-                row.update({"status": "failed", "error": f"model failed ({type(err).__name__}: {_one_line(err)})"})
+                row.update({"status": "failed", "error": f"model failed ({type(err).__name__}: {one_line(err)})"})
                 if args.debug:
                     tqdm.write("".join(traceback.format_exception(err)).rstrip(), file=sys.stderr)
             if exp is not None:
@@ -384,7 +373,7 @@ def _explain_files(files: list[Path], models: list[tuple[Any, dict]],
                                 "explanation": exp.to_dict() if exp is not None else None})
             rows.append(row)
     except CheckpointError as err:
-        raise CLIError(_one_line(err), EXIT_USAGE) from err
+        raise CLIError(one_line(err), EXIT_USAGE) from err
     finally:
         bar.close()
     explained = sum(r["status"] == "ok" for r in rows)
@@ -438,7 +427,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         result = compare(a, b)
     except Exception as err:  # noqa: BLE001
-        raise CLIError(f"cannot compare {a_path} and {b_path} ({type(err).__name__}: {_one_line(err)})",
+        raise CLIError(f"cannot compare {a_path} and {b_path} ({type(err).__name__}: {one_line(err)})",
                        EXIT_FAILURE) from err
     warning = _warning(models[0][1], a)
     for note in (show.padding_note(a), show.padding_note(b)):
@@ -457,7 +446,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from .check import CheckError, run
+    from .check import run
+    from .errors import CheckError
     from .fileio import write_text
 
     try:
@@ -477,7 +467,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .models import count_parameters
-    from .checkpoints import CheckpointError, load_checkpoint
+    from .checkpoints import load_checkpoint
+    from .errors import CheckpointError
 
     raw = args.checkpoint_path if args.checkpoint_path is not None else args.checkpoint
     path = Path(raw) if raw is not None else _checkpoint_path(args)
@@ -547,7 +538,7 @@ def _run(argv: Sequence[str] | None) -> int:
     except Exception as err:  # noqa: BLE001 - one line unless --debug
         if debug:
             traceback.print_exc()
-        _err(f"{PROG}: error: {type(err).__name__}: {_one_line(err)} (run with --debug for the traceback)")
+        _err(f"{PROG}: error: {type(err).__name__}: {one_line(err)} (run with --debug for the traceback)")
         return EXIT_FAILURE
 
 

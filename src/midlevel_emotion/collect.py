@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import EMOTIONS, MIDLEVEL_FEATURES, checkpoint_file
+from .errors import EvaluationError
 from .results import Results, read_results
 
 #: The training stages' results folders (``results/<stage>``).
@@ -39,10 +40,6 @@ PAIRED = ("mid2e", "a2mid2e", "a2e", "joint", "joint_midlevel")
 #: The emotion models whose test clips must be the same for a seed.
 EMOTION_MODELS = ("mid2e", "a2mid2e", "a2e", "joint")
 GROUP_TARGETS = {"emotions": EMOTIONS, "midlevel": MIDLEVEL_FEATURES}
-
-
-class EvaluationError(ValueError):
-    """The inputs of the evaluation are inconsistent; the message names the files."""
 
 
 @dataclass

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import EMOTIONS, MIDLEVEL_FEATURES  # the canonical orders (their one home)
+from .errors import CorpusError
 
 # Header spellings in the published annotations.csv (after stripping stray spaces).
 ANNOTATION_COLUMNS: dict[str, str] = {
@@ -46,14 +47,6 @@ RATINGS_CSV = "soundtracks/mean_ratings_set1.csv"
 MIDLEVEL_AUDIO_DIR = "midlevel/audio"
 SOUNDTRACKS_AUDIO_DIR = "soundtracks/audio"
 SYNTHETIC_TRUTH_JSON = "synthetic_truth.json"
-
-
-class CorpusError(ValueError):
-    """A dataset file is missing or malformed.
-
-    ``str(err)`` is one line naming the file and the reason; for a bad value also its line in
-    the file and its column, as a text editor or spreadsheet shows them.
-    """
 
 
 # Ids are file stems and table keys; the published ones are below 10 000. The bound stops a

@@ -21,27 +21,17 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .archive import (
-    ArchiveError,
-    CorruptArchiveError,
-    DownloadError,
-    UnsafeArchiveError,
-    extract_zip,
-    verify_zip,
-)
+from .archive import extract_zip, verify_zip
 from .config import DATA_SOURCES
-from .params import section
 from .corpus import validate_raw
+from .errors import ArchiveError, DownloadError
 from .fileio import remove_stale_staging, replace_dir, staging_dir
 from .localcopy import copy_local, link_or_copy, local_dir, pipeline_outputs, refuse_inside_outputs
+from .params import section
 from .synthetic import generate_corpus
 from .transfer import fetch, sha256_file
 
 __all__ = [
-    "ArchiveError",
-    "CorruptArchiveError",
-    "DownloadError",
-    "UnsafeArchiveError",
     "copy_local",
     "download_archives",
     "extract_zip",

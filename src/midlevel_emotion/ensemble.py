@@ -24,8 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .checkpoints import CheckpointError
 from .constants import EMOTIONS, MIDLEVEL_FEATURES
+from .errors import CheckpointError
 from .explanation import DEFAULT_CHECKPOINT, Explanation, load_model, spread
 
 #: The runs of the Joint model that the pipeline trains (``models/joint/joint_seed_<s>.pt``).

@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-from .collect import (EvaluationError, check_seeds, check_test_ids, collect, leak_check, learned_weights,
-                      read_truth_weights)
+from .collect import check_seeds, check_test_ids, collect, leak_check, learned_weights, read_truth_weights
 from .check import check_embedded, check_paper, read_json
 from .corpus import SYNTHETIC_TRUTH_JSON
+from .errors import EvaluationError
 from .headline import headline
 from .report import render_report
 from .params import section

@@ -23,12 +23,12 @@ from . import figures
 from .constants import EMOTIONS, MIDLEVEL_FEATURES, checkpoint_file, hop_frames
 from .corpus import Labels, load_labels
 from .csvsafe import frame_text
+from .errors import CheckpointError
 from .explanation import effects, emotion_layer, load_model, spread
 from .store import SpectrogramStore
 from .fileio import write_text
 from .params import section
 from .pairs import correlation_matrix, scaled_distances, select_pair, song_pair_frame, song_pair_markdown
-from .checkpoints import CheckpointError
 from .training import predict
 
 #: Everything the stage writes (relative to --plots / --reports); all always exist after a run.

@@ -38,8 +38,9 @@ from . import audio
 from . import constants
 from .constants import EMOTIONS, MIDLEVEL_FEATURES
 from .constants import SpectrogramSettings
+from .errors import AudioError, CheckpointError
 from .features import log_filtered_spectrogram
-from .checkpoints import CheckpointError, load_checkpoint
+from .checkpoints import load_checkpoint
 from .training import crop, window_starts
 
 #: The checkpoint :func:`explain` uses by default (relative: run from the repository root).
@@ -441,7 +442,7 @@ def prepare_clip(source: str | Path | np.ndarray, meta: dict, *, sample_rate: in
     duration = len(signal) / target_rate
     hop_length = target_rate / fps
     if len(signal) < hop_length:
-        raise audio.AudioError(name, f"too short ({duration * 1000:.0f} ms, less than one spectrogram frame)")
+        raise AudioError(name, f"too short ({duration * 1000:.0f} ms, less than one spectrogram frame)")
     spectrogram = log_filtered_spectrogram(signal, **SpectrogramSettings.from_mapping(spec_params).kwargs())
 
     crop_frames = int(meta["input"]["crop_frames"])

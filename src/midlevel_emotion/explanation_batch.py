@@ -41,9 +41,9 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 import numpy as np
 
 from . import audio, explanation
-from .checkpoints import CheckpointError
 from .constants import MIDLEVEL_FEATURES
 from .ensemble import check_same_input, combine
+from .errors import CheckpointError
 from .explanation import (BATCH_SIZE, MIN_FEATURE_R, Clip, Explanation, MidlevelNetwork, build_explanation,
                           check_min_feature_r, model_and_meta)
 
@@ -84,7 +84,7 @@ class Outcome:
     explanation : Explanation or None
         Set when the file was explained.
     error : Exception or None
-        Set when it failed: an :class:`~midlevel_emotion.audio.AudioError` for audio that
+        Set when it failed: an :class:`~midlevel_emotion.errors.AudioError` for audio that
         cannot be used, anything else for a model failure on this file.
     """
 

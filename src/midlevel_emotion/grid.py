@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .config import EXECUTORS
 from .determinism import REPRODUCIBLE_THREADS, configure_cpu
-from .params import ParamsError, section
+from .errors import GridError, ParamsError
+from .params import section
 
 if TYPE_CHECKING:
     import numpy as np
@@ -48,10 +49,6 @@ if TYPE_CHECKING:
 SLURM_PARAMETERS = {"partition": "slurm_partition", "gpus_per_node": "gpus_per_node",
                     "cpus_per_task": "cpus_per_task", "mem_gb": "mem_gb", "timeout_min": "timeout_min",
                     "array_parallelism": "slurm_array_parallelism"}
-
-
-class GridError(RuntimeError):
-    """A run of the grid failed where it ran (a worker or a Slurm job); names the run."""
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,7 @@ import yaml
 
 from .config import problems
 from .constants import SpectrogramSettings
-
-
-class ParamsError(KeyError):
-    """A required key is missing from params.yaml; the message names the file and the key."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0])
+from .errors import ParamsError
 
 
 def load_params(path: Path | str = "params.yaml") -> dict[str, Any]:

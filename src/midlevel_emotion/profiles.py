@@ -17,8 +17,9 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
+from .errors import ParamsError
 from .fileio import write_text
-from .params import ParamsError, flatten
+from .params import flatten
 
 PROFILE_DIR = Path("profiles")
 

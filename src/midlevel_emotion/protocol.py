@@ -25,6 +25,7 @@ from dvclive import Live
 
 from .constants import EMOTIONS, MIDLEVEL_FEATURES, run_name
 from .corpus import Labels, Split, align, artist_disjoint_split, holdout, load_labels, random_split
+from .errors import MissingDataError
 from .fileio import write_json, write_text
 from .scores import fit_linear
 from .store import SpectrogramStore
@@ -122,10 +123,6 @@ def log_epochs(curves: Live, model: str) -> Callable[[dict[str, float]], None]:
         curves.next_step()
 
     return log
-
-
-class MissingDataError(RuntimeError):
-    """A stage cannot run on the data present (e.g. no mid-level annotations)."""
 
 
 def write_not_run(out_dir: Path, results_dir: Path, metrics_path: Path, stage: str, reason: str,

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .constants import EMOTIONS, MIDLEVEL_FEATURES
+from .errors import ResultsError
 from .fileio import replace_dir, staging_dir, write_json, write_text
 from .scores import mse_vs_baseline, pearson
 
@@ -50,10 +51,6 @@ R_DECIMALS, MSE_DECIMALS = 4, 6
 #: Significant digits of the per-target MSEs in the CSV (their group mean is rounded to
 #: :data:`MSE_DECIMALS` decimals after averaging, as when it was computed in one go).
 CSV_FLOAT_FORMAT = "%.10g"
-
-
-class ResultsError(ValueError):
-    """A results folder is missing or malformed; the message names the file."""
 
 
 def target_group(target: str) -> str:

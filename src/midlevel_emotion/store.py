@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from .constants import DATASETS, SpectrogramSettings
+from .errors import InvalidStoreError
 from .features import log_filtered_spectrogram, logarithmic_filterbank, n_frames_for
 from .fileio import replace_dir, staging_dir, write_json
 from .parallel import map_tasks
@@ -54,11 +55,6 @@ STORE_INDEX = "index.csv"
 STORE_STATS = "stats.json"
 _INDEX_COLUMNS = ("clip_id", "start", "n_frames")
 RESAMPLE_REPORT = "report.json"  # written by the resample stage, records its sample_rate
-
-
-
-class InvalidStoreError(ValueError):
-    """A spectrogram store directory is incomplete or inconsistent."""
 
 
 def _load_signal(path: Path) -> np.ndarray:

@@ -76,7 +76,7 @@ class TrainConfig:
         ``train.*`` gives the fields of :data:`TRAIN_KEYS`, ``spectrogram.fps`` the frame rate,
         and for ``kind="joint"`` ``train_joint.midlevel_loss_weight`` the loss weight (None for
         the other kinds, whose stages do not depend on it). A missing key raises
-        :class:`~midlevel_emotion.params.ParamsError` naming the file and the key.
+        :class:`~midlevel_emotion.errors.ParamsError` naming the file and the key.
         """
         values = {key: section(params, f"train.{key}") for key in TRAIN_KEYS}
         values["fps"] = section(params, "spectrogram.fps")

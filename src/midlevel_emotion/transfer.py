@@ -34,7 +34,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .archive import DownloadError
+from .errors import DownloadError
 from .fileio import file_mode, write_json
 
 __all__ = ["check_url", "fetch", "sha256_file"]
