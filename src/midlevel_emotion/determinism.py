@@ -24,7 +24,7 @@ Joint model, final weights compared bit for bit), on torch 2.13's CPU wheel:
   store's values and its mean/std differed between an AVX-512 and an AVX2-only CPU (issue 18).
   :data:`NUMPY_PINS` switches numpy to its X86_V3 loops; every stage sets it before numpy loads
   (``stages/_common.py``), whatever ``train.reproducible`` says, because the data stages do
-  not depend on that param and a pin of numpy's loops costs little (README "Performance").
+  not depend on that param and a pin of numpy's loops costs little (docs/performance.md).
 
 The reproducible mode pins all three to AVX2 code paths, which every x86-64 CPU since 2013 (Intel
 Haswell, AMD Zen) runs, and fixes the thread count:

@@ -18,7 +18,7 @@ params.yaml says where they run:
 
 Whatever the executor, the stage waits for every run and then writes its results and one
 metrics file, so DVC sees one stage and one ``dvc.lock`` entry. Which one is fastest where is
-measured by ``benchmarks/train.py`` (README "Benchmarks").
+measured by ``benchmarks/train.py`` (docs/performance.md, "Benchmarks").
 
 This module imports neither numpy nor torch at load: a worker or a Slurm job unpickles
 :func:`run_task` first, then pins its threads (:mod:`midlevel_emotion.determinism`), then loads

@@ -2,7 +2,7 @@
 
 ``metrics/headline.json`` is the only file ``dvc metrics diff`` shows by default (about 30
 rows); every per-run, per-target number stays in ``metrics/<stage>.json``,
-``metrics/evaluate.json`` and ``results/<stage>/scores.csv`` (README "Comparing branches").
+``metrics/evaluate.json`` and ``results/<stage>/scores.csv`` (docs/comparing-and-ci.md).
 
 Row names are the same in the headline file and in :func:`per_run`, which gives each row's
 value for every run (seed) so that two revisions can be compared run by run

@@ -66,7 +66,7 @@ def trunk_channels(width: float = 1.0) -> tuple[int, ...]:
     ``width`` 1.0 is the paper's network. Narrower trunks (``train.width`` in params.yaml)
     only serve the embedded default, whose few hundred CPU steps cannot use the paper's
     capacity: a convolution's cost grows with the product of its input and output channels,
-    so width 0.5 costs about a quarter per step (README "Performance").
+    so width 0.5 costs about a quarter per step (docs/performance.md).
 
     Raises
     ------

@@ -49,7 +49,7 @@ for _a, _b, _r in [("melodiousness", "dissonance", -0.3), ("dissonance", "tonal_
     LATENT_CORRELATION[_i, _j] = LATENT_CORRELATION[_j, _i] = _r
 del _a, _b, _i, _j, _r
 
-#: What each latent does to the sound (quoted in the README and the truth file).
+#: What each latent does to the sound (quoted in docs/synthetic-corpus.md and the truth file).
 SOUND_DESIGN: dict[str, str] = {
     "melodiousness": "lead melody: stepwise motion in the key's scale, smooth contour within about an "
                      "octave, chord tones on the beats, long notes with vibrato (1) vs. random large "
