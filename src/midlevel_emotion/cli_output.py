@@ -187,6 +187,13 @@ def format_explanation(exp: Any) -> str:
     return "\n".join(lines)
 
 
+def _reliability_label(exp: Any, feature: str) -> str:
+    """A chart's name for a feature with its test r, e.g. ``minorness (r -0.07) *`` (``*``: unreliable)."""
+    r = exp.reliability.get(feature)
+    label = feature if r is None else f"{feature} (r {num(r, 2)})"
+    return f"{label} *" if feature in exp.unreliable else label
+
+
 def _spread_text(exp: Any) -> str:
     """The ensemble's second table: each effect's standard deviation between runs, and how many
     runs agree on its sign where not all do."""
@@ -233,7 +240,7 @@ def plot(exp: Any, out: Path, warning: str | None) -> None:
     if _n_windows(exp) > 1:
         times = [float(t) + exp.window_seconds / 2 for t in exp.times]
         fig, axes = plt.subplots(2, 1, figsize=(12, 8), sharex=True, constrained_layout=True)
-        marked = [f"{f} (unreliable, r {exp.reliability[f]:.2f})" if f in exp.unreliable else f for f in features]
+        marked = [_reliability_label(exp, f) for f in features]
         for ax, labels, curve, what in ((axes[0], emotions, exp.emotion_curve, "emotion"),
                                         (axes[1], marked, exp.midlevel_curve, "mid-level feature")):
             cmap = plt.get_cmap("tab10")
@@ -248,7 +255,7 @@ def plot(exp: Any, out: Path, warning: str | None) -> None:
         axes[1].set_title("Mid-level features over time")
     else:
         fig, axes = plt.subplots(2, 4, figsize=(15, 7.5), sharey=True, constrained_layout=True)
-        labels = [f"{f} *" if f in exp.unreliable else f for f in features] + ["bias"]
+        labels = [_reliability_label(exp, f) for f in features] + ["bias"]
         ranges = [(exp.spread[e][f]["min"], exp.spread[e][f]["max"]) if exp.n_runs > 1 else (exp.effects[e][f],) * 2
                   for e in emotions for f in features]
         limit = max(max(abs(x) for pair in ranges for x in pair),
