@@ -45,11 +45,11 @@ from explain_song import SR, make_song  # noqa: E402
 
 def save_checkpoint(path: Path, crop_seconds: float, seed: int = 0) -> Path:
     """An untrained Joint checkpoint with the embedded default's params and this window."""
-    from midlevel_emotion.checkpoints import save_checkpoint as save
-    from midlevel_emotion.constants import SpectrogramSettings
-    from midlevel_emotion.models import build_model
-    from midlevel_emotion.params import load_params
-    from midlevel_emotion.training import TrainConfig
+    from midlevel_emotion.learning.checkpoints import save_checkpoint as save
+    from midlevel_emotion.core.constants import SpectrogramSettings
+    from midlevel_emotion.learning.models import build_model
+    from midlevel_emotion.core.params import load_params
+    from midlevel_emotion.learning.training import TrainConfig
 
     import torch
 
@@ -86,9 +86,10 @@ def main() -> int:
 
     import torch
 
-    from midlevel_emotion import audio, explanation
-    from midlevel_emotion.explanation_batch import Timings, explain_many
-    from midlevel_emotion.parallel import map_tasks
+    from midlevel_emotion.signal import audio
+    from midlevel_emotion.explanation import explanation
+    from midlevel_emotion.explanation.explanation_batch import Timings, explain_many
+    from midlevel_emotion.core.parallel import map_tasks
 
     load_before = os.getloadavg()[0]
     rows: list[tuple[str, str, tuple[float, float], float]] = []  # window, mode, (wall, CPU), per-file wall

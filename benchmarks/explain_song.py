@@ -60,17 +60,17 @@ def make_song(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def bench_checkpoint(requested: str | None, workdir: Path) -> tuple[Path, str]:
-    from midlevel_emotion.explanation import DEFAULT_CHECKPOINT
+    from midlevel_emotion.explanation.explanation import DEFAULT_CHECKPOINT
 
     if requested:
         return Path(requested), "given"
     if Path(DEFAULT_CHECKPOINT).is_file():
         return Path(DEFAULT_CHECKPOINT), "pipeline's"
-    from midlevel_emotion.constants import SpectrogramSettings
-    from midlevel_emotion.models import build_model
-    from midlevel_emotion.params import load_params
-    from midlevel_emotion.checkpoints import save_checkpoint
-    from midlevel_emotion.training import TrainConfig
+    from midlevel_emotion.core.constants import SpectrogramSettings
+    from midlevel_emotion.learning.models import build_model
+    from midlevel_emotion.core.params import load_params
+    from midlevel_emotion.learning.checkpoints import save_checkpoint
+    from midlevel_emotion.learning.training import TrainConfig
 
     path = workdir / "joint_untrained.pt"
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
@@ -135,7 +135,7 @@ def main() -> int:
         for path in files.values():
             sf.write(path, song, SR)
 
-        from midlevel_emotion.explanation import explain, load_model
+        from midlevel_emotion.explanation.explanation import explain, load_model
 
         hop = [] if args.hop is None else ["--hop", str(args.hop)]
         load_before = os.getloadavg()[0]
@@ -149,7 +149,7 @@ def main() -> int:
         rows.append(("CLI process, --version (start-up only)", time_process([str(exe), "--version"], args.repeats),
                      False))
         rows.append(("CLI process, import torch + package", time_process(
-            [sys.executable, "-c", "import midlevel_emotion.explanation"], args.repeats), False))
+            [sys.executable, "-c", "import midlevel_emotion.explanation.explanation"], args.repeats), False))
         rows.append(("in-process load_model", time_call(lambda: load_model(checkpoint), args.repeats), False))
         model = load_model(checkpoint)
         exp = explain(files["mp3"], model, hop_seconds=args.hop)

@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from midlevel_emotion.fileio import write_json
+from midlevel_emotion.core.fileio import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGE_LINE = re.compile(r"Running stage '([^']+)'")

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv[1:] = ["--params", args.params]
     configure_cpu_from_params()  # train.reproducible, before numpy and torch load
 
-    from midlevel_emotion.params import load_params
-    from midlevel_emotion.protocol import Context, train_emotion_runs
+    from midlevel_emotion.core.params import load_params
+    from midlevel_emotion.experiments.protocol import Context, train_emotion_runs
 
     params = load_params(args.params)
     params["runs"] = {**params["runs"], "seeds": [0]}

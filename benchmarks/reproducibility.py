@@ -31,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from midlevel_emotion.determinism import configure_cpu
+from midlevel_emotion.core.determinism import configure_cpu
 
 AVX2_MACHINE = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
                 "OPENBLAS_CORETYPE": "Haswell"}
@@ -66,7 +66,7 @@ def _worker(spec: dict) -> dict:
 
     torch.backends.mkldnn.enabled = spec.get("mkldnn", True)
     if spec["task"] == "probe":
-        from midlevel_emotion.fingerprint import probe
+        from midlevel_emotion.experiments.fingerprint import probe
 
         result = probe(clips=spec["clips"])
         torch.save(result.pop("state"), spec["save"])
@@ -83,8 +83,8 @@ def _time_steps(steps: int) -> dict:
     import numpy as np
     import torch
 
-    from midlevel_emotion.models import build_model
-    from midlevel_emotion.training import make_optimizer
+    from midlevel_emotion.learning.models import build_model
+    from midlevel_emotion.learning.training import make_optimizer
 
     torch.manual_seed(0)
     model = build_model("joint")

@@ -7,7 +7,7 @@ audio) into a temporary directory, then times in this one run:
 
 * per clip, warm: the former path (``soundfile`` decode, channel mean,
   ``scipy.signal.resample_poly`` with the exact rational ratio, peak normalisation; kept in
-  ``_former_resample.py``) against :func:`midlevel_emotion.audio.load` (``soundfile`` decode,
+  ``_former_resample.py``) against :func:`midlevel_emotion.signal.audio.load` (``soundfile`` decode,
   ``librosa.to_mono``, ``librosa.resample(res_type="soxr_hq")``, peak normalisation), and the
   two resamplers alone on the decoded signals;
 * what a fresh worker process pays before its first clip (imports, librosa's compiled
@@ -50,7 +50,7 @@ CORPORA = (("embedded corpus, 2 workers", 440, 2), ("real corpus, 8 workers", 53
 # One fresh process decoding the clips named on its command line. Both first import the
 # package modules a resample worker loads either way (corpus brings pandas), so the difference
 # is the resampler's own.
-WORKER_IMPORTS = "import sys, midlevel_emotion.corpus, midlevel_emotion.fileio, midlevel_emotion.parallel\n"
+WORKER_IMPORTS = "import sys, midlevel_emotion.data.corpus, midlevel_emotion.core.fileio, midlevel_emotion.core.parallel\n"
 PROCESS = {
     "scipy": WORKER_IMPORTS + "sys.path.insert(0, {bench!r}); import _former_resample as f\n"
                               "for p in sys.argv[1:]: f.load(p)",

@@ -6,13 +6,13 @@ Prints five Markdown tables from one run and writes them as JSON:
 
 0. **Where the time goes**: torch.profiler's operators of fp32 training steps, by self time.
 1. **Precision**: one training step of the A2E network (batch 8) on the same batches in fp32,
-   bf16 and, on a GPU, fp16 (autocast; :mod:`midlevel_emotion.precision`), at the embedded default's
+   bf16 and, on a GPU, fp16 (autocast; :mod:`midlevel_emotion.learning.precision`), at the embedded default's
    input (3 s = 94 frames) and the paper's (10 s = 313 frames); fastest of the repetitions,
    the modes alternated, and the ratio to fp32.
 2. **Input pipeline**: one epoch's training pass as the loop runs it (cropping from the
    memory-mapped store, standardising, sending, stepping) against the same steps on the same
    batches already in memory; the validation scoring of an epoch is timed separately.
-3. **Runs at once**: the grid's real code (:func:`midlevel_emotion.grid.run_grid`) training
+3. **Runs at once**: the grid's real code (:func:`midlevel_emotion.experiments.grid.run_grid`) training
    N runs one after another with all cores against N at once in worker processes
    (``grid.jobs: N``), in torch's own mode and in the reproducible mode; each setting in a
    fresh process.
@@ -48,11 +48,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def random_store(directory: Path, n_clips: int, frames: int, seed: int = 0) -> Path:
-    """A spectrogram store (:mod:`midlevel_emotion.store`'s layout) of random clips."""
+    """A spectrogram store (:mod:`midlevel_emotion.signal.store`'s layout) of random clips."""
     import numpy as np
 
-    from midlevel_emotion.constants import N_BINS
-    from midlevel_emotion.store import write_store_from_arrays
+    from midlevel_emotion.core.constants import N_BINS
+    from midlevel_emotion.signal.store import write_store_from_arrays
 
     rng = np.random.default_rng(seed)
     write_store_from_arrays({f"{i + 1:04d}": rng.standard_normal((frames, N_BINS), dtype=np.float32)
@@ -62,8 +62,8 @@ def random_store(directory: Path, n_clips: int, frames: int, seed: int = 0) -> P
 
 def config_for(crop_seconds: float, **changes):
     """The A2E training config of params.yaml, at another crop length (and other changes)."""
-    from midlevel_emotion.params import load_params
-    from midlevel_emotion.training import TrainConfig
+    from midlevel_emotion.core.params import load_params
+    from midlevel_emotion.learning.training import TrainConfig
 
     params = load_params(ROOT / "params.yaml")
     return dataclasses.replace(TrainConfig.from_params(params, "a2e"), crop_seconds=crop_seconds, **changes)
@@ -96,9 +96,9 @@ def bench_precision(device, steps: int, rounds: int) -> list[dict]:
     import numpy as np
     import torch
 
-    from midlevel_emotion import precision as amp
-    from midlevel_emotion.models import build_model
-    from midlevel_emotion.training import make_optimizer, train_step
+    from midlevel_emotion.learning import precision as amp
+    from midlevel_emotion.learning.models import build_model
+    from midlevel_emotion.learning.training import make_optimizer, train_step
 
     rows = []
     # fp16 on a CPU is refused (precision.check: torch emulates it, 310x as long as fp32)
@@ -141,9 +141,9 @@ def bench_profile(device, steps: int) -> list[dict]:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from midlevel_emotion import precision as amp
-    from midlevel_emotion.models import build_model
-    from midlevel_emotion.training import make_optimizer, train_step
+    from midlevel_emotion.learning import precision as amp
+    from midlevel_emotion.learning.models import build_model
+    from midlevel_emotion.learning.training import make_optimizer, train_step
 
     config = config_for(3.0)
     torch.manual_seed(0)
@@ -179,10 +179,10 @@ def bench_pipeline(device, store_dir: Path, n_train: int, n_validation: int, rou
     import numpy as np
     import torch
 
-    from midlevel_emotion import precision as amp
-    from midlevel_emotion.models import build_model
-    from midlevel_emotion.store import SpectrogramStore
-    from midlevel_emotion.training import ClipSet, inference_model, make_optimizer, predict, train_step, training_batches
+    from midlevel_emotion.learning import precision as amp
+    from midlevel_emotion.learning.models import build_model
+    from midlevel_emotion.signal.store import SpectrogramStore
+    from midlevel_emotion.learning.training import ClipSet, inference_model, make_optimizer, predict, train_step, training_batches
 
     config = config_for(3.0)
     store = SpectrogramStore.open(store_dir)
@@ -244,13 +244,13 @@ def bench_pipeline(device, store_dir: Path, n_train: int, n_validation: int, rou
 
 
 def concurrency_worker(spec: dict) -> dict:
-    from midlevel_emotion.determinism import configure_cpu
+    from midlevel_emotion.core.determinism import configure_cpu
 
     configure_cpu(spec["reproducible"])  # before torch loads
     import numpy as np
 
-    from midlevel_emotion.grid import GridSettings, RunTask, run_grid
-    from midlevel_emotion.store import SpectrogramStore
+    from midlevel_emotion.experiments.grid import GridSettings, RunTask, run_grid
+    from midlevel_emotion.signal.store import SpectrogramStore
 
     store = SpectrogramStore.open(spec["store"])
     config = config_for(3.0, max_epochs=spec["epochs"], patience=spec["epochs"])
@@ -273,7 +273,7 @@ def concurrency_worker(spec: dict) -> dict:
 
 
 def bench_concurrency(store_dir: Path, runs: int, epochs: int, clips: tuple[int, int, int]) -> list[dict]:
-    from midlevel_emotion.parallel import resolve_jobs
+    from midlevel_emotion.core.parallel import resolve_jobs
 
     rows = []
     cores = resolve_jobs(0)
@@ -314,7 +314,7 @@ def bench_grid(device, precision_rows: list[dict], repeats: int) -> dict:
     import numpy as np
     import torch
 
-    from midlevel_emotion.models import build_model
+    from midlevel_emotion.learning.models import build_model
 
     config = config_for(10.0)
     model = build_model("a2e", last_kernel_size=config.last_kernel_size, dropout=config.dropout).to(device).eval()
@@ -348,7 +348,7 @@ def machine() -> dict:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    from midlevel_emotion.parallel import resolve_jobs
+    from midlevel_emotion.core.parallel import resolve_jobs
 
     return {"cpu": cpu, "cores": resolve_jobs(0), "torch": torch.__version__,
             "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"}
@@ -369,13 +369,13 @@ def main() -> int:
     if args.worker:
         print(json.dumps(concurrency_worker(json.loads(args.worker))))
         return 0
-    from midlevel_emotion.determinism import configure_cpu
+    from midlevel_emotion.core.determinism import configure_cpu
 
     configure_cpu(False)  # torch's own kernels: bf16 needs them (the reproducible mode refuses it)
     import torch
 
-    from midlevel_emotion.parallel import resolve_jobs
-    from midlevel_emotion.training import default_device
+    from midlevel_emotion.core.parallel import resolve_jobs
+    from midlevel_emotion.learning.training import default_device
 
     device = default_device()
     quick = args.quick
@@ -408,7 +408,7 @@ def main() -> int:
           + table([{"precision": p, **h} for p, h in result["grid"]["grid_hours"].items()]) + "\n")
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from midlevel_emotion.fileio import write_json
+    from midlevel_emotion.core.fileio import write_json
 
     write_json(out, result)
     print(f"written: {out}")

@@ -11,8 +11,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from midlevel_emotion.errors import ParamsError
-from midlevel_emotion.profiles import apply_profile, profile_path, set_arguments
+from midlevel_emotion.core.errors import ParamsError
+from midlevel_emotion.core.profiles import apply_profile, profile_path, set_arguments
 
 
 def main() -> int:

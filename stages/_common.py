@@ -2,7 +2,7 @@
 
 Every stage script ends through :func:`run`, so every stage behaves the same:
 
-- a bad input (one of the package's errors, :mod:`midlevel_emotion.errors`, such as
+- a bad input (one of the package's errors, :mod:`midlevel_emotion.core.errors`, such as
   ``CorpusError``, ``AudioError``, ``ParamsError``, ``DownloadError`` or ``CheckpointError``;
   a ``ValueError``, which is how the package's validators speak; an ``OSError`` such as a
   missing file or a full disk) prints ONE line, ``<stage>: error: <message>``, and exits 1;
@@ -22,12 +22,12 @@ import traceback
 from pathlib import Path
 from typing import Callable, NoReturn
 
-from midlevel_emotion.determinism import configure_cpu, pin_numpy
-from midlevel_emotion.errors import MidlevelError, ParamsError, one_line
-from midlevel_emotion.params import load_params, section
+from midlevel_emotion.core.determinism import configure_cpu, pin_numpy
+from midlevel_emotion.core.errors import MidlevelError, ParamsError, one_line
+from midlevel_emotion.core.params import load_params, section
 
 # Every stage imports this module first, before anything imports numpy: numpy's loops are
-# pinned here for all stages (midlevel_emotion.determinism.NUMPY_PINS explains why).
+# pinned here for all stages (midlevel_emotion.core.determinism.NUMPY_PINS explains why).
 pin_numpy()
 
 EXIT_FAILURE = 1
@@ -37,7 +37,7 @@ DEBUG_VARIABLE = "MIDLEVEL_EMOTION_DEBUG"
 
 def is_input_error(err: BaseException) -> bool:
     """Whether ``err`` reports a bad input or a failure the user can act on (one line is
-    enough) rather than a bug: the package's own errors (:mod:`midlevel_emotion.errors`), a
+    enough) rather than a bug: the package's own errors (:mod:`midlevel_emotion.core.errors`), a
     ``ValueError`` (how validators speak) or an ``OSError`` (a missing file, a full disk)."""
     return isinstance(err, (MidlevelError, OSError, ValueError))
 
@@ -153,7 +153,7 @@ def parse(description: str, *outputs: str) -> tuple[argparse.Namespace, dict]:
 
 
 def configure_cpu_from_params() -> None:
-    """Apply ``train.reproducible`` (``midlevel_emotion.determinism``) from the ``--params`` file.
+    """Apply ``train.reproducible`` (``midlevel_emotion.core.determinism``) from the ``--params`` file.
 
     Stage scripts call this before importing anything that imports numpy or torch: the kernels
     and threads it pins are read when those libraries load.

@@ -10,8 +10,8 @@ import argparse
 
 from _common import run
 
-from midlevel_emotion.download import prepare_raw
-from midlevel_emotion.params import load_params, section
+from midlevel_emotion.data.download import prepare_raw
+from midlevel_emotion.core.params import load_params, section
 
 
 def main() -> int:

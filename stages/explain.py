@@ -9,8 +9,8 @@ from _common import configure_cpu_from_params, run
 
 configure_cpu_from_params()  # train.reproducible: the same forward passes, so the same plot data, anywhere
 
-from midlevel_emotion.explain_stage import explain_stage  # noqa: E402
-from midlevel_emotion.params import load_params  # noqa: E402
+from midlevel_emotion.explanation.explain_stage import explain_stage  # noqa: E402
+from midlevel_emotion.core.params import load_params  # noqa: E402
 
 
 def main() -> int:

@@ -7,7 +7,7 @@ from _common import configure_cpu_from_params, parse, run
 
 configure_cpu_from_params()  # train.reproducible: before numpy and torch load
 
-from midlevel_emotion.protocol import Context, fit_mid2e  # noqa: E402
+from midlevel_emotion.experiments.protocol import Context, fit_mid2e  # noqa: E402
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ import sys
 
 from _common import run
 
-from midlevel_emotion.audio import resample_corpus
-from midlevel_emotion.errors import TooManyFailuresError
-from midlevel_emotion.params import load_params, section, spectrogram_settings
+from midlevel_emotion.signal.audio import resample_corpus
+from midlevel_emotion.core.errors import TooManyFailuresError
+from midlevel_emotion.core.params import load_params, section, spectrogram_settings
 
 
 def main() -> None:

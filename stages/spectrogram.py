@@ -7,8 +7,8 @@ import argparse
 
 from _common import run
 
-from midlevel_emotion.params import load_params, section, spectrogram_settings
-from midlevel_emotion.store import build_spectrogram_stores
+from midlevel_emotion.core.params import load_params, section, spectrogram_settings
+from midlevel_emotion.signal.store import build_spectrogram_stores
 
 
 def main() -> int:

@@ -6,8 +6,8 @@ from typing import Any
 
 import yaml
 
-from midlevel_emotion.params import load_params
-from midlevel_emotion.training import TrainConfig
+from midlevel_emotion.core.params import load_params
+from midlevel_emotion.learning.training import TrainConfig
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
 

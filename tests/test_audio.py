@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from midlevel_emotion.audio import (decode, find_audio, is_decoder_chatter, is_truncated, load, native_stderr, resample,
+from midlevel_emotion.signal.audio import (decode, find_audio, is_decoder_chatter, is_truncated, load, native_stderr, resample,
                                     resample_corpus, truncation_note)
-from midlevel_emotion.errors import AudioError, TooManyFailuresError
+from midlevel_emotion.core.errors import AudioError, TooManyFailuresError
 
 
 def stereo_tone(seconds=2.0, sample_rate=44100, freq=440.0, amplitude=0.3):

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from midlevel_emotion.check import (check_against_revision, check_embedded, check_paper, compare_row, paper_band,
+from midlevel_emotion.evaluation.check import (check_against_revision, check_embedded, check_paper, compare_row, paper_band,
                                     read_json)
-from midlevel_emotion.errors import CheckError
+from midlevel_emotion.core.errors import CheckError
 from test_evaluation import designed_values, write_fixture
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +127,7 @@ def test_an_unknown_revision_is_a_one_line_error(repo):
 
 
 def test_the_corpus_is_read_from_params_or_named_as_missing(tmp_path):
-    from midlevel_emotion.check import _corpus
+    from midlevel_emotion.evaluation.check import _corpus
 
     import yaml
 

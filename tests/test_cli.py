@@ -15,12 +15,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from midlevel_emotion import __version__, cli, cli_output
-from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.constants import SpectrogramSettings
-from midlevel_emotion.models import build_model
-from midlevel_emotion.checkpoints import save_checkpoint
-from midlevel_emotion.training import ClipSet, train
+from midlevel_emotion import __version__
+from midlevel_emotion.cli import cli, cli_output
+from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.core.constants import SpectrogramSettings
+from midlevel_emotion.learning.models import build_model
+from midlevel_emotion.learning.checkpoints import save_checkpoint
+from midlevel_emotion.learning.training import ClipSet, train
 from configs import train_config
 
 SR = 44100
@@ -411,7 +412,7 @@ def test_default_checkpoint_is_relative_to_the_current_directory(capsys, audio, 
 
 
 def test_model_error_is_exit_1_and_debug_shows_the_traceback(capsys, checkpoints, audio, monkeypatch):
-    import midlevel_emotion.explanation as explanation
+    import midlevel_emotion.explanation.explanation as explanation
 
     def broken(*args, **kwargs):
         raise RuntimeError("shape mismatch in layer 3\nsecond line")
@@ -613,7 +614,7 @@ def test_batch_csv_escapes_formula_cells_but_not_numbers(capsys, checkpoints, au
 
 
 def test_csvsafe_escapes_only_text():
-    from midlevel_emotion.csvsafe import frame_text, rows_text, safe_cell
+    from midlevel_emotion.core.csvsafe import frame_text, rows_text, safe_cell
     import pandas as pd
 
     assert [safe_cell(v) for v in ("=1+1", "+1", "-1", "@x", "\tx", "\rx", "a=b", "", -0.12, 3)] == \
@@ -647,7 +648,7 @@ def test_written_files_get_the_umask_permissions(capsys, checkpoints, audio, tmp
 
 
 def test_interrupt_mid_batch_is_130_one_line_and_keeps_the_old_csv(capsys, checkpoints, audio, tmp_path, monkeypatch):
-    import midlevel_emotion.explanation as explanation
+    import midlevel_emotion.explanation.explanation as explanation
 
     target = tmp_path / "out.csv"
     target.write_text("the previous table\n")
@@ -668,7 +669,7 @@ def test_interrupt_mid_batch_is_130_one_line_and_keeps_the_old_csv(capsys, check
 
 def test_interrupt_while_the_csv_is_renamed_leaves_no_temporary_file(capsys, checkpoints, audio, tmp_path,
                                                                       monkeypatch):
-    from midlevel_emotion import fileio
+    from midlevel_emotion.core import fileio
 
     def interrupted_replace(*args):
         raise KeyboardInterrupt
@@ -682,7 +683,8 @@ def test_interrupt_while_the_csv_is_renamed_leaves_no_temporary_file(capsys, che
 
 SIGINT_ON_SECOND_FILE = """
 import os, signal, sys
-from midlevel_emotion import cli, explanation
+from midlevel_emotion.cli import cli
+from midlevel_emotion.explanation import explanation
 original, calls = explanation.prepare_clip, []
 def prepare_clip(*args, **kwargs):  # the batch decodes each file through prepare_clip
     calls.append(1)
@@ -707,9 +709,9 @@ def test_real_sigint_in_a_batch_process(checkpoints, audio, tmp_path):
 
 
 def test_interrupt_in_every_command_is_130_and_one_line(capsys, checkpoints, audio, tmp_path, monkeypatch):
-    import midlevel_emotion.explanation as explanation
-    import midlevel_emotion.checkpoints as checkpoints_module
-    from midlevel_emotion import fileio
+    import midlevel_emotion.explanation.explanation as explanation
+    import midlevel_emotion.learning.checkpoints as checkpoints_module
+    from midlevel_emotion.core import fileio
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt

@@ -1,6 +1,6 @@
 """Same numbers on another CPU: the data path and training steps, natively and on an emulated AVX2 CPU.
 
-``python -m midlevel_emotion.fingerprint`` digests each step of the pipeline (synthetic mp3,
+``python -m midlevel_emotion.experiments.fingerprint`` digests each step of the pipeline (synthetic mp3,
 decoded and resampled audio, spectrogram, the store's mean and std, one epoch of A2E, A2Mid and
 Joint, the evaluation's scores and fit) and a short Joint training run. It runs here natively
 (this CPU, AVX-512 where it has it) and under Debian's ``qemu-user`` as an Intel Haswell (AVX2,
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from midlevel_emotion.determinism import NUMPY_PINS, PINNED_KERNELS
+from midlevel_emotion.core.determinism import NUMPY_PINS, PINNED_KERNELS
 
 ROOT = Path(__file__).resolve().parents[1]
 QEMU = shutil.which("qemu-x86_64")
@@ -48,7 +48,7 @@ def fingerprint(*, emulated: bool, options: tuple[str, ...] = ()) -> dict:
     env["NUMBA_CPU_NAME"] = "generic"
     # --no-probe: the top-level probe (a full-width Joint model) takes minutes on the emulator;
     # the steps train narrow networks of every kind on the pipeline's own data
-    command = [sys.executable, "-m", "midlevel_emotion.fingerprint", "--no-probe", *options]
+    command = [sys.executable, "-m", "midlevel_emotion.experiments.fingerprint", "--no-probe", *options]
     if emulated:
         command = [QEMU, "-cpu", EMULATED_CPU, *command]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)

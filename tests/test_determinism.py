@@ -1,6 +1,6 @@
 """The reproducible mode gives bit-identical weights whatever the thread count and kernel set.
 
-Each run is a fresh subprocess (``python -m midlevel_emotion.fingerprint``: one epoch of
+Each run is a fresh subprocess (``python -m midlevel_emotion.experiments.fingerprint``: one epoch of
 ``training.train`` on random clips, batches of 8 and 4), since torch fixes its kernels at its
 first operation. "Machine A" is this CPU as torch sees it by default (AVX-512 kernels where the
 CPU has them, 2 threads); "machine B" is an AVX2-only CPU with one core, as far as environment
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from midlevel_emotion.determinism import PINNED_KERNELS, REPRODUCIBLE_THREADS, configure_cpu
+from midlevel_emotion.core.determinism import PINNED_KERNELS, REPRODUCIBLE_THREADS, configure_cpu
 
 ROOT = Path(__file__).resolve().parents[1]
 _THREADS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -33,7 +33,7 @@ def _env(machine: dict[str, str]) -> dict[str, str]:
 def _probe(machine: dict[str, str], reproducible: bool) -> subprocess.Popen:
     flag = "--reproducible" if reproducible else "--no-reproducible"
     # the training probe only: the data path's steps are compared across CPUs in test_cross_cpu.py
-    return subprocess.Popen([sys.executable, "-m", "midlevel_emotion.fingerprint", flag, "--crop-seconds", "1.0",
+    return subprocess.Popen([sys.executable, "-m", "midlevel_emotion.experiments.fingerprint", flag, "--crop-seconds", "1.0",
                              "--no-data-path"],
                             env=_env(machine), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -85,7 +85,7 @@ def test_configure_cpu_sets_the_pins_only_in_reproducible_mode(monkeypatch):
 def test_configure_cpu_after_torch_chose_avx512_kernels_is_an_error():
     code = ("import torch; torch.ones(3).sum(); import sys\n"
             "if torch.backends.cpu.get_cpu_capability() != 'AVX512': sys.exit(3)\n"
-            "from midlevel_emotion.determinism import configure_cpu; configure_cpu(True)")
+            "from midlevel_emotion.core.determinism import configure_cpu; configure_cpu(True)")
     run = subprocess.run([sys.executable, "-c", code], env=_env({}), capture_output=True, text=True, timeout=120)
     if run.returncode == 3:
         pytest.skip("torch picks no AVX-512 kernels on this CPU")

@@ -36,8 +36,8 @@ def test_committed_metrics_are_the_locked_outputs():
 
 
 def scores():
-    from midlevel_emotion.collect import STAGES
-    from midlevel_emotion.results import read_results
+    from midlevel_emotion.evaluation.collect import STAGES
+    from midlevel_emotion.experiments.results import read_results
 
     return read_results(ROOT / "results", STAGES)
 

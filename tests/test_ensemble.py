@@ -10,14 +10,14 @@ import pytest
 import soundfile as sf
 import torch
 
-from midlevel_emotion import cli
-from midlevel_emotion import explanation as ex
-from midlevel_emotion.checkpoints import save_checkpoint
-from midlevel_emotion.errors import CheckpointError
-from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES, SpectrogramSettings
-from midlevel_emotion.ensemble import checkpoint_paths, combine, load_models
-from midlevel_emotion.explanation_batch import explain_many
-from midlevel_emotion.models import build_model
+from midlevel_emotion.cli import cli
+from midlevel_emotion.explanation import explanation as ex
+from midlevel_emotion.learning.checkpoints import save_checkpoint
+from midlevel_emotion.core.errors import CheckpointError
+from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES, SpectrogramSettings
+from midlevel_emotion.explanation.ensemble import checkpoint_paths, combine, load_models
+from midlevel_emotion.explanation.explanation_batch import explain_many
+from midlevel_emotion.learning.models import build_model
 from test_explanation import CONFIG, tone
 
 #: Each run's recorded test r per feature: rhythm_stability and minorness below the default 0.3

@@ -8,17 +8,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from midlevel_emotion.params import flatten
+from midlevel_emotion.core.params import flatten
 import pytest
 import yaml
 from scipy import stats
 
-from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.collect import read_truth_weights
-from midlevel_emotion.errors import EvaluationError
-from midlevel_emotion.evaluation import evaluate
-from midlevel_emotion.results import score_records, split_records, write_not_run, write_stage
-from midlevel_emotion.statistics import (calibration, list_paths, min_wilcoxon_p, paired_tests,
+from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.evaluation.collect import read_truth_weights
+from midlevel_emotion.core.errors import EvaluationError
+from midlevel_emotion.evaluation.evaluation import evaluate
+from midlevel_emotion.experiments.results import score_records, split_records, write_not_run, write_stage
+from midlevel_emotion.evaluation.statistics import (calibration, list_paths, min_wilcoxon_p, paired_tests,
                                         sign_agreement_per_weight, weight_stability, weights_vs_truth)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,9 +138,9 @@ def table_row(report, label):
 def save_joint(path, weight, seed, ids):
     import torch
 
-    from midlevel_emotion.models import build_model
+    from midlevel_emotion.learning.models import build_model
     from configs import train_config
-    from midlevel_emotion.checkpoints import save_checkpoint
+    from midlevel_emotion.learning.checkpoints import save_checkpoint
 
     config = train_config()
     model = build_model("joint", width=config.width)
@@ -545,7 +545,7 @@ def test_metrics_have_no_lists_and_stage_script_writes_outputs(tmp_path):
 
 def test_reads_the_truth_file_synthetic_writes(tmp_path):
     """The real ``synthetic_truth.json``: the paper-scale map under ``paper_scale.weights``."""
-    from midlevel_emotion import synthetic
+    from midlevel_emotion.data import synthetic
     labels = synthetic.draw_labels(7, n_clips=20, n_soundtracks=10)
     truth = synthetic._truth(labels, n_soundtracks=10, duration_seconds=15.0, sample_rate=44100)
     path = tmp_path / "synthetic_truth.json"

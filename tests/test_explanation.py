@@ -13,17 +13,17 @@ import pytest
 import soundfile as sf
 import torch
 
-from midlevel_emotion import explain_stage as stage
-from midlevel_emotion import explanation as ex
-from midlevel_emotion import figures, pairs
-from midlevel_emotion.errors import AudioError
-from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.constants import SpectrogramSettings
-from midlevel_emotion.store import SpectrogramStore, write_spectrogram_store
-from midlevel_emotion.models import build_model
-from midlevel_emotion.checkpoints import load_checkpoint, save_checkpoint
-from midlevel_emotion.errors import CheckpointError
-from midlevel_emotion.training import ClipSet, predict, train
+from midlevel_emotion.explanation import explain_stage as stage
+from midlevel_emotion.explanation import explanation as ex
+from midlevel_emotion.explanation import figures, pairs
+from midlevel_emotion.core.errors import AudioError
+from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.core.constants import SpectrogramSettings
+from midlevel_emotion.signal.store import SpectrogramStore, write_spectrogram_store
+from midlevel_emotion.learning.models import build_model
+from midlevel_emotion.learning.checkpoints import load_checkpoint, save_checkpoint
+from midlevel_emotion.core.errors import CheckpointError
+from midlevel_emotion.learning.training import ClipSet, predict, train
 from configs import train_config
 
 CONFIG = train_config(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=1, patience=5, batch_size=4)
@@ -541,8 +541,8 @@ def test_explanation_holds_the_library_layer_only():
     import subprocess
     import sys
 
-    code = ("import sys, midlevel_emotion.explanation as e; "
-            "print(sorted(m for m in ('matplotlib', 'midlevel_emotion.explain_stage', "
-            "'midlevel_emotion.pairs', 'midlevel_emotion.figures') if m in sys.modules))")
+    code = ("import sys, midlevel_emotion.explanation.explanation as e; "
+            "print(sorted(m for m in ('matplotlib', 'midlevel_emotion.explanation.explain_stage', "
+            "'midlevel_emotion.explanation.pairs', 'midlevel_emotion.explanation.figures') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from midlevel_emotion import explanation as ex
-from midlevel_emotion.errors import AudioError
-from midlevel_emotion.errors import CheckpointError
-from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.explanation_batch import Timings, explain_many
+from midlevel_emotion.explanation import explanation as ex
+from midlevel_emotion.core.errors import AudioError
+from midlevel_emotion.core.errors import CheckpointError
+from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.explanation.explanation_batch import Timings, explain_many
 from test_explanation import make_checkpoint, tone
 
 # Batching changes a window's prediction only through the convolution kernels' summation
@@ -115,7 +115,7 @@ def test_a_file_the_network_fails_on_fails_alone(model, files, monkeypatch):
 
 def test_non_finite_output_stops_the_run(tmp_path, files):
     import torch
-    from midlevel_emotion.models import build_model
+    from midlevel_emotion.learning.models import build_model
 
     meta = ex.load_model(make_checkpoint(tmp_path / "m.pt", trained=False))[1]
     broken = build_model("joint", width=meta["architecture"]["width"]).eval()

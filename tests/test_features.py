@@ -15,16 +15,16 @@ import pytest
 import scipy.signal
 
 from configs import write_params
-from midlevel_emotion.features import (
+from midlevel_emotion.signal.features import (
     frame_signal,
     log_filtered_spectrogram,
     logarithmic_filterbank,
     n_frames_for,
 )
-from midlevel_emotion.constants import SpectrogramSettings
-from midlevel_emotion.store import (SpectrogramStore, build_spectrogram_stores, write_spectrogram_store,
+from midlevel_emotion.core.constants import SpectrogramSettings
+from midlevel_emotion.signal.store import (SpectrogramStore, build_spectrogram_stores, write_spectrogram_store,
                                     write_store_from_arrays)
-from midlevel_emotion.errors import InvalidStoreError
+from midlevel_emotion.core.errors import InvalidStoreError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from madmom_shim import import_madmom  # noqa: E402

@@ -1,4 +1,4 @@
-"""The training grid (midlevel_emotion.grid): where a stage's runs train does not change them.
+"""The training grid (midlevel_emotion.experiments.grid): where a stage's runs train does not change them.
 
 Each stage runs as DVC runs it, a subprocess of its script, on a tiny synthetic corpus made
 once by the first three stages. Runs trained at once in worker processes must be bit for bit
@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from midlevel_emotion.checkpoints import load_checkpoint
-from midlevel_emotion.fingerprint import state_digest
-from midlevel_emotion.grid import GridSettings, _cause, run_device, runs_at_once, threads_per_run
-from midlevel_emotion.errors import ParamsError
+from midlevel_emotion.learning.checkpoints import load_checkpoint
+from midlevel_emotion.experiments.fingerprint import state_digest
+from midlevel_emotion.experiments.grid import GridSettings, _cause, run_device, runs_at_once, threads_per_run
+from midlevel_emotion.core.errors import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {
@@ -199,9 +199,9 @@ def test_grid_params_are_checked_at_the_boundary():
 def test_jobs_0_runs_as_many_at_once_as_fill_the_machine(monkeypatch, jobs, reproducible, cores, n_tasks, expected):
     import torch
 
-    import midlevel_emotion.parallel
+    import midlevel_emotion.core.parallel
 
-    monkeypatch.setattr(midlevel_emotion.parallel, "resolve_jobs", lambda n: n or cores)
+    monkeypatch.setattr(midlevel_emotion.core.parallel, "resolve_jobs", lambda n: n or cores)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
     assert runs_at_once(GridSettings("local", jobs, reproducible, {}), n_tasks) == expected
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.models import (
+from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.learning.models import (
     MODEL_KINDS,
     A2E,
     A2Mid,

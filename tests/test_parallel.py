@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from midlevel_emotion.parallel import map_tasks, resolve_jobs
+from midlevel_emotion.core.parallel import map_tasks, resolve_jobs
 
 
 def _fail_on_three(x: int) -> int:
@@ -58,7 +58,7 @@ def _descendants(pid: int) -> set[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_pool_workers_die_when_the_stage_process_is_killed(tmp_path):
-    code = ("import time\nfrom midlevel_emotion.parallel import map_tasks\n"
+    code = ("import time\nfrom midlevel_emotion.core.parallel import map_tasks\n"
             "map_tasks(time.sleep, [20, 20], jobs=2, progress=False)\n")
     parent = subprocess.Popen([sys.executable, "-c", code])
     try:

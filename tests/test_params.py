@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from configs import write_params
-from midlevel_emotion.params import load_params, section
-from midlevel_emotion.errors import ParamsError
-from midlevel_emotion.profiles import apply_profile, flatten, load_profile, profile_path
+from midlevel_emotion.core.params import load_params, section
+from midlevel_emotion.core.errors import ParamsError
+from midlevel_emotion.core.profiles import apply_profile, flatten, load_profile, profile_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ["profiles/paper.yaml", "profiles/soundtracks-only.yaml"]
@@ -137,14 +137,17 @@ def test_a_bad_value_is_refused_in_one_line_naming_the_key(tmp_path, key, value,
 
 
 def test_every_key_of_params_yaml_and_the_profiles_passes_and_the_schema_knows_no_other():
-    from midlevel_emotion.config import SCHEMA
+    from midlevel_emotion.core.config import SCHEMA
 
     assert set(SCHEMA) == set(load("params.yaml"))
     load_params(ROOT / "params.yaml")
 
 
 def test_the_options_of_each_choice_are_the_ones_the_code_acts_on():
-    from midlevel_emotion import config, grid, pairs, precision, training
+    from midlevel_emotion.core import config
+    from midlevel_emotion.experiments import grid
+    from midlevel_emotion.explanation import pairs
+    from midlevel_emotion.learning import precision, training
 
     assert config.PRECISIONS == tuple(precision.DTYPES)
     assert pairs.PAIR_RULES is config.PAIR_RULES

@@ -1,4 +1,4 @@
-"""train.precision (midlevel_emotion.precision): autocast where asked, fp32 untouched, slow cases named."""
+"""train.precision (midlevel_emotion.learning.precision): autocast where asked, fp32 untouched, slow cases named."""
 
 import dataclasses
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from midlevel_emotion import precision
-from midlevel_emotion.training import ClipSet, train
+from midlevel_emotion.learning import precision
+from midlevel_emotion.learning.training import ClipSet, train
 
 from configs import train_config
 
@@ -53,8 +53,8 @@ def test_training_steps_compute_in_the_asked_precision_and_keep_an_fp32_model(na
 
 def test_an_fp16_step_scales_the_loss_and_computes_in_fp16():
     # the GPU's half precision, on a tiny batch: torch emulates fp16 on the CPU (slowly)
-    from midlevel_emotion.models import build_model
-    from midlevel_emotion.training import make_optimizer, train_step
+    from midlevel_emotion.learning.models import build_model
+    from midlevel_emotion.learning.training import make_optimizer, train_step
 
     torch.manual_seed(0)
     model = build_model("a2e", last_kernel_size=BASE.last_kernel_size, dropout=BASE.dropout)
@@ -112,7 +112,7 @@ def test_a_gpu_before_ampere_gets_a_warning_for_bf16_and_none_for_fp16(monkeypat
 
 def test_training_batches_go_to_a_gpu_from_pinned_memory_without_waiting(monkeypatch):
     # the CUDA branch of the input pipeline, on a CPU-only machine: record what it asks torch for
-    from midlevel_emotion import training
+    from midlevel_emotion.learning import training
 
     calls = []
 

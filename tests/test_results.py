@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.results import RECORD_COLUMNS, read_results, score_records, split_records, write_stage
-from midlevel_emotion.errors import ResultsError
-from midlevel_emotion.scores import pearson
+from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.experiments.results import RECORD_COLUMNS, read_results, score_records, split_records, write_stage
+from midlevel_emotion.core.errors import ResultsError
+from midlevel_emotion.learning.scores import pearson
 
 
 def test_records_hold_r_mse_and_baseline_and_round_trip_with_their_metrics(tmp_path):

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_soundtracks_only_profile_trains_a2e_and_says_what_did_not_run(tmp_path):
     source = tmp_path / "soundtracks_copy"
     # The user's own Soundtracks directory: made here from a generated corpus
-    from midlevel_emotion.synthetic import generate_corpus
+    from midlevel_emotion.data.synthetic import generate_corpus
     generate_corpus(tmp_path / "gen", n_clips=16, n_soundtracks=16, duration_seconds=5.0, jobs=2, progress=False)
     shutil.copytree(tmp_path / "gen" / "soundtracks", source)
     repo = make_project(tmp_path, {**TINY, "data": {"source": "local"},

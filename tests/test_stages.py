@@ -182,7 +182,7 @@ def test_a_bug_after_the_training_curves_opened_ends_with_its_traceback_and_no_s
                    capture_output=True)
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from _common import run\n"
             "def main():\n"
-            "    from midlevel_emotion.protocol import training_curves\n"
+            "    from midlevel_emotion.experiments.protocol import training_curves\n"
             "    curves = training_curves('plots')\n"
             "    return {}['missing']\n"
             "run(main, 'demo')\n")

@@ -14,11 +14,11 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
-from midlevel_emotion import synthetic as S
-from midlevel_emotion.synthetic import labels as synthetic_labels
-from midlevel_emotion.synthetic import score, writer
-from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.corpus import (ANNOTATIONS_CSV, METADATA_CSV, MIDLEVEL_AUDIO_DIR, RATINGS_CSV,
+from midlevel_emotion.data import synthetic as S
+from midlevel_emotion.data.synthetic import labels as synthetic_labels
+from midlevel_emotion.data.synthetic import score, writer
+from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.data.corpus import (ANNOTATIONS_CSV, METADATA_CSV, MIDLEVEL_AUDIO_DIR, RATINGS_CSV,
                                      SOUNDTRACKS_AUDIO_DIR, SYNTHETIC_TRUTH_JSON, load_labels, read_annotations, read_metadata,
                                      read_ratings)
 
@@ -360,7 +360,7 @@ def test_smaller_rerun_removes_stale_clips(tmp_path):
 
 
 def test_midlevel_only_corpus(tmp_path):
-    from midlevel_emotion.corpus import check_layout
+    from midlevel_emotion.data.corpus import check_layout
 
     raw = tmp_path / "raw"
     S.generate_corpus(raw, seed=1, n_clips=2, n_soundtracks=0, duration_seconds=2.0, jobs=1, progress=False)
@@ -559,7 +559,7 @@ def test_other_latents_barely_move_a_measure():
 
 @pytest.mark.parametrize("low, high", [(2, 5), (2, 6)])  # the Soundtracks films, the other artists
 def test_group_sizes_partition_n_within_bounds(low, high):
-    from midlevel_emotion.synthetic.labels import _group_sizes
+    from midlevel_emotion.data.synthetic.labels import _group_sizes
 
     for n in [0, *range(low, 601)]:
         for seed in range(5):
@@ -570,7 +570,7 @@ def test_group_sizes_partition_n_within_bounds(low, high):
 
 
 def test_group_sizes_tops_up_a_short_tail_only_where_merging_overshoots():
-    from midlevel_emotion.synthetic.labels import _group_sizes, _repair_tail
+    from midlevel_emotion.data.synthetic.labels import _group_sizes, _repair_tail
 
     # n=6, seed 0 draws 5 then 1: once merged into one film of 6
     assert _group_sizes(np.random.default_rng(0), 6, 2, 5) == [4, 2]
@@ -582,7 +582,7 @@ def test_group_sizes_tops_up_a_short_tail_only_where_merging_overshoots():
 
 @pytest.mark.parametrize("n, low, high", [(1, 2, 5), (1, 2, 6), (4, 5, 9), (5, 3, 4)])
 def test_group_sizes_rejects_what_cannot_be_partitioned(n, low, high):
-    from midlevel_emotion.synthetic.labels import _group_sizes
+    from midlevel_emotion.data.synthetic.labels import _group_sizes
 
     with pytest.raises(ValueError, match="partition"):
         _group_sizes(np.random.default_rng(0), n, low, high)

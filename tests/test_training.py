@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from midlevel_emotion.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.corpus import artist_disjoint_split, holdout, random_split
-from midlevel_emotion.scores import fit_linear, pearson
-from midlevel_emotion.checkpoints import load_checkpoint, save_checkpoint
-from midlevel_emotion.errors import CheckpointError
-from midlevel_emotion.training import (ClipSet, crop, predict, init_output_layers, recalibrate_batchnorm,
+from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
+from midlevel_emotion.data.corpus import artist_disjoint_split, holdout, random_split
+from midlevel_emotion.learning.scores import fit_linear, pearson
+from midlevel_emotion.learning.checkpoints import load_checkpoint, save_checkpoint
+from midlevel_emotion.core.errors import CheckpointError
+from midlevel_emotion.learning.training import (ClipSet, crop, predict, init_output_layers, recalibrate_batchnorm,
                                        recenter_output_bias, train, window_starts)
 
 from configs import train_config
@@ -118,7 +118,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
     assert meta["version"] == 2 and meta["architecture"]["width"] == SMALL.width
     # a version-1 file (before train.width) has no width: it is a Figure 2 network and loads as one
     wide = dataclasses.replace(SMALL, width=1.0)
-    from midlevel_emotion.models import build_model
+    from midlevel_emotion.learning.models import build_model
     save_checkpoint(path, build_model("joint").eval(), kind="joint", config=wide, spectrogram=spec,
                     corpus="synthetic", seed=0, params_digest="abc")
     old = torch.load(path, weights_only=True)
@@ -133,7 +133,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
 
 
 def test_the_same_weights_give_the_same_checkpoint_bytes(tmp_path, monkeypatch):
-    from midlevel_emotion.models import build_model
+    from midlevel_emotion.learning.models import build_model
 
     model = build_model("a2e", width=SMALL.width).eval()
     spec = {"sample_rate": 22050, "fps": 31.25, "mean": 0.5, "std": 2.0}
@@ -156,7 +156,7 @@ def test_clip_set_rejects_nan_targets():
 
 
 def test_recalibrated_batchnorm_holds_the_statistics_of_inference():
-    from midlevel_emotion.models import build_model
+    from midlevel_emotion.learning.models import build_model
     torch.manual_seed(0)
     model = build_model("a2e", dropout=0.5)
     clips = toy_clip_set(10, frames=40).spectrograms
@@ -185,7 +185,7 @@ def test_recalibrated_batchnorm_holds_the_statistics_of_inference():
 
 @pytest.mark.parametrize("kind", ["a2mid", "a2e", "joint"])
 def test_output_init_train_mean_makes_the_untrained_model_predict_the_train_mean(kind):
-    from midlevel_emotion.models import build_model
+    from midlevel_emotion.learning.models import build_model
     torch.manual_seed(0)
     model = build_model(kind)
     clips = toy_clip_set(10, frames=40, kind=kind)
@@ -207,7 +207,7 @@ def test_output_init_train_mean_makes_the_untrained_model_predict_the_train_mean
 
 
 def test_output_init_kaiming_keeps_the_papers_initialisation_and_bad_values_fail():
-    from midlevel_emotion.models import build_model
+    from midlevel_emotion.learning.models import build_model
     torch.manual_seed(0)
     model = build_model("joint")
     before = {k: v.clone() for k, v in model.state_dict().items()}
@@ -221,9 +221,9 @@ def test_output_init_kaiming_keeps_the_papers_initialisation_and_bad_values_fail
 
 
 def test_validation_scores_a_copy_with_precise_batchnorm_statistics():
-    from midlevel_emotion.training import inference_model
+    from midlevel_emotion.learning.training import inference_model
     torch.manual_seed(0)
-    from midlevel_emotion.models import build_model
+    from midlevel_emotion.learning.models import build_model
     model = build_model("a2mid")
     clips = toy_clip_set(8, frames=40)
     config = train_config(crop_seconds=1.0, precise_bn=True)
@@ -239,7 +239,7 @@ def test_validation_scores_a_copy_with_precise_batchnorm_statistics():
 
 @pytest.mark.parametrize("kind", ["a2e", "joint"])
 def test_recenter_output_bias_moves_the_mean_prediction_onto_the_train_mean_and_keeps_r(kind):
-    from midlevel_emotion.models import build_model
+    from midlevel_emotion.learning.models import build_model
     torch.manual_seed(0)
     model = build_model(kind).eval()
     clips = toy_clip_set(10, frames=40, kind=kind)
@@ -267,10 +267,10 @@ import json
 
 import yaml
 
-from midlevel_emotion.params import load_params
-from midlevel_emotion.errors import ParamsError
-from midlevel_emotion.checkpoints import params_hash
-from midlevel_emotion.training import TRAIN_KEYS, TrainConfig
+from midlevel_emotion.core.params import load_params
+from midlevel_emotion.core.errors import ParamsError
+from midlevel_emotion.learning.checkpoints import params_hash
+from midlevel_emotion.learning.training import TRAIN_KEYS, TrainConfig
 
 from configs import PARAMS
 
@@ -327,7 +327,7 @@ def read_tsv(path):
 
 
 def test_training_curves_log_one_dvclive_step_per_epoch_per_model(tmp_path):
-    from midlevel_emotion.protocol import log_epochs, training_curves
+    from midlevel_emotion.experiments.protocol import log_epochs, training_curves
     plots = tmp_path / "plots/training/a2e"
     (plots / "plots/metrics/a2e_seed_9").mkdir(parents=True)  # a stale model from an earlier run
     curves = training_curves(plots)
@@ -364,7 +364,7 @@ def test_dvc_yaml_declares_the_curves_and_summary_of_each_training_stage_not_its
 
 
 def test_a_stage_that_did_not_run_leaves_its_declared_curve_outputs(tmp_path):
-    from midlevel_emotion.protocol import write_not_run
+    from midlevel_emotion.experiments.protocol import write_not_run
     plots = tmp_path / "plots/training/joint"
     metrics = write_not_run(tmp_path / "models", tmp_path / "results", tmp_path / "joint.json", "train_joint",
                             "no annotations", plots)

@@ -1,0 +1,1 @@
+"""The ``midlevel-emotion`` command: arguments, the commands, what they print and draw."""
