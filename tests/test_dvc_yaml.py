@@ -1,4 +1,5 @@
-"""dvc.yaml lists every module a stage's code runs, so a code change re-runs exactly the stages it affects.
+"""dvc.yaml lists the code a stage runs, as its script and the package's layer folders, so a code
+change re-runs the stages whose layers it touches.
 
 The package's ``__init__.py`` only declares lazy exports, so it is not required as a dep; a
 subpackage's ``__init__.py`` runs whenever one of its modules is imported, so it is.
@@ -77,13 +78,29 @@ STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
-def test_stage_deps_list_all_code_it_runs(name):
+def test_stage_deps_list_the_code_it_runs_as_its_script_and_package_folders(name):
+    """Deps are the stage's script, ``stages/_common.py`` and the package's layer folders whose
+    modules it imports (DVC hashes a folder whole): every module the stage runs lies in a listed
+    folder, and every listed folder holds one it runs."""
     stage = STAGES[name]
     script = ROOT / stage["cmd"].split()[1]
     deps = {ROOT / (d if isinstance(d, str) else next(iter(d))) for d in stage["deps"]}
     code = {script} | _closure(script)
-    missing = sorted(str(p.relative_to(ROOT)) for p in code - deps)
-    assert not missing, f"dvc.yaml stage {name} runs these files but does not list them as deps: {missing}"
-    listed_code = {d for d in deps if d.suffix == ".py"}
-    unused = sorted(str(p.relative_to(ROOT)) for p in listed_code - code)
-    assert not unused, f"dvc.yaml stage {name} lists code it never imports: {unused}"
+    in_package = {p for p in code if p.is_relative_to(PACKAGE)}
+    loose = sorted(str(p.relative_to(ROOT)) for p in code - in_package - deps)
+    assert not loose, f"dvc.yaml stage {name} runs these files but does not list them as deps: {loose}"
+    folders = {PACKAGE / p.relative_to(PACKAGE).parts[0] for p in in_package
+               if len(p.relative_to(PACKAGE).parts) > 1}
+    missing = sorted(str(f.relative_to(ROOT)) for f in folders - deps)
+    assert not missing, f"dvc.yaml stage {name} imports from these folders but does not list them: {missing}"
+    listed = {d for d in deps if d.is_relative_to(PACKAGE)}
+    unused = sorted(str(d.relative_to(ROOT)) for d in listed - folders)
+    assert not unused, f"dvc.yaml stage {name} lists package code it never imports: {unused}"
+    assert all(d.is_dir() for d in listed), "package deps are layer folders, not single modules"
+
+
+def test_python_caches_are_not_part_of_a_folder_dep():
+    """A folder dep is hashed whole: Python's byte-code caches, which differ between machines and
+    appear when a test or a stage runs, would make DVC see changed code."""
+    ignored = (ROOT / ".dvcignore").read_text().split()
+    assert "__pycache__/" in ignored and "*.pyc" in ignored
