@@ -851,9 +851,14 @@ def test_dvc_status_sees_edits_in_the_local_folder_and_refuses_one_inside_an_out
     repo = tmp_path / "repo"
     stage = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]["download"]
     for dep in stage["deps"]:
-        if "${" not in dep:
-            (repo / dep).parent.mkdir(parents=True, exist_ok=True)
+        if "${" in dep:
+            continue
+        (repo / dep).parent.mkdir(parents=True, exist_ok=True)
+        if (root / dep).is_dir():  # a package layer folder
+            shutil.copytree(root / dep, repo / dep, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
             shutil.copy2(root / dep, repo / dep)
+    shutil.copy2(root / ".dvcignore", repo / ".dvcignore")
     shutil.copytree(root / "none", repo / "none")
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"download": stage}}))
     params = yaml.safe_load((root / "params.yaml").read_text())
