@@ -33,9 +33,10 @@ import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..core.constants import MIN_FEATURE_R
+from ..core.errors import CLIError, one_line
 from . import cli_output as show
 from .cli_args import PLOT_SUFFIXES, PROG, build_parser
-from ..core.errors import CLIError, one_line
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 AUDIO_SUFFIXES: tuple[str, ...] = (".mp3", ".wav", ".flac", ".ogg")  # what libsndfile decodes here
@@ -93,8 +94,6 @@ def _checkpoint_paths(args: argparse.Namespace) -> list[Path]:
 
 
 def _min_feature_r(args: argparse.Namespace) -> float:
-    from ..explanation.explanation import MIN_FEATURE_R
-
     return MIN_FEATURE_R if args.min_feature_r is None else float(args.min_feature_r)
 
 

@@ -7,36 +7,34 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Callable
 
 from .. import __version__
 from ..evaluation.check import add_arguments as add_check_arguments
-from ..core.constants import DEFAULT_CHECKPOINT
+from ..core.constants import DEFAULT_CHECKPOINT, MIN_FEATURE_R
 
 PROG = "midlevel-emotion"
 PLOT_SUFFIXES: tuple[str, ...] = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 DEFAULT_CHECKPOINT_TEXT = str(DEFAULT_CHECKPOINT)
 DEFAULT_RUNS_TEXT = str(DEFAULT_CHECKPOINT.parent)  # ensemble.JOINT_RUNS
-MIN_FEATURE_R_TEXT = "0.3"  # explanation.MIN_FEATURE_R, whose comment says why
+MIN_FEATURE_R_TEXT = f"{MIN_FEATURE_R:g}"  # constants.MIN_FEATURE_R's comment says why
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
-    return value
+def _float_in(what: str, fits: Callable[[float], bool], must: str) -> Callable[[str], float]:
+    """An argparse type: a float that ``fits``, else ``not a number of <what>`` / ``must be <must>``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number{what}: {text!r}") from None
+        if not fits(value):
+            raise argparse.ArgumentTypeError(f"must be {must}, got {text!r}")
+        return value
+    return parse
 
 
-def _pearson_r(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not -1.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a Pearson r from -1 to 1, got {text!r}")
-    return value
+_positive_seconds = _float_in(" of seconds", lambda v: math.isfinite(v) and v > 0, "a positive number of seconds")
+_pearson_r = _float_in("", lambda v: -1.0 <= v <= 1.0, "a Pearson r from -1 to 1")
 
 
 def _positive_int(text: str) -> int:

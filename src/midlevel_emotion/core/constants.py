@@ -52,6 +52,13 @@ def checkpoint_file(models_dir: Path | str, kind: str, seed: int) -> Path:
     return Path(models_dir) / f"{run_name(kind, seed)}.pt"
 
 
+#: Below this test Pearson r a mid-level feature's effects are marked unreliable: the model
+#: hears the feature too poorly for its effects to explain anything. 0.3 is Cohen's "medium"
+#: correlation (9 % of the variance); every feature of the paper's Table 3 clears it (the
+#: lowest, rhythm stability, at 0.34-0.46), while on the embedded run rhythm stability and
+#: minorness fall below it. Changed with ``--min-feature-r``.
+MIN_FEATURE_R = 0.3
+
 #: The Joint model of the pipeline's first run (``runs.seeds[0] = 0``), relative to the
 #: repository root: the checkpoint ``midlevel-emotion`` explains with when ``models/joint/``
 #: holds no other runs.

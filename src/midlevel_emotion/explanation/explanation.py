@@ -36,8 +36,7 @@ import torch
 
 from ..signal import audio
 from ..core import constants
-from ..core.constants import EMOTIONS, MIDLEVEL_FEATURES
-from ..core.constants import SpectrogramSettings
+from ..core.constants import EMOTIONS, MIDLEVEL_FEATURES, MIN_FEATURE_R, SpectrogramSettings
 from ..core.errors import AudioError, CheckpointError
 from ..signal.features import log_filtered_spectrogram
 from ..learning.checkpoints import load_checkpoint
@@ -54,12 +53,6 @@ SYNTHETIC_WARNING = ("this model was trained on the synthetic corpus: its predic
 
 SIGNAL_SOURCE = "<signal>"
 
-#: Below this test Pearson r a mid-level feature's effects are marked unreliable: the model
-#: hears the feature too poorly for its effects to explain anything. 0.3 is Cohen's "medium"
-#: correlation (9 % of the variance); every feature of the paper's Table 3 clears it (the
-#: lowest, rhythm stability, at 0.34-0.46), while on the embedded run rhythm stability and
-#: minorness fall below it. Changed with ``--min-feature-r``.
-MIN_FEATURE_R = 0.3
 
 SPECTROGRAM_KEYS = tuple(f.name for f in fields(SpectrogramSettings))
 BATCH_SIZE = 16  # windows per forward pass (measured fastest on 2 CPU cores)

@@ -45,7 +45,8 @@ from . import explanation
 from ..core.constants import MIDLEVEL_FEATURES
 from .ensemble import check_same_input, combine
 from ..core.errors import CheckpointError
-from .explanation import (BATCH_SIZE, MIN_FEATURE_R, Clip, Explanation, MidlevelNetwork, build_explanation,
+from ..core.constants import MIN_FEATURE_R
+from .explanation import (BATCH_SIZE, Clip, Explanation, MidlevelNetwork, build_explanation,
                           check_min_feature_r, model_and_meta)
 
 
