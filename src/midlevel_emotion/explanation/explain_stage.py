@@ -93,7 +93,7 @@ def spread_frame(song_ids: list[str], run_effects: np.ndarray) -> pd.DataFrame:
     if run_effects.ndim != 4 or run_effects.shape[1:] != shape or len(run_effects) < 1:
         raise ValueError(f"expected (n_runs, *{shape}) effects, got {run_effects.shape}")
     cells = run_effects.reshape(len(run_effects), -1)  # one column per song x emotion x feature
-    stats = pd.DataFrame([_run_spread(cells[:, k]) for k in range(cells.shape[1])])
+    stats = pd.DataFrame([spread(cells[:, k]) for k in range(cells.shape[1])])
     return pd.DataFrame({**_song_cells(song_ids), "mean": cells.mean(axis=0),
                          **{key: stats[key].to_numpy() for key in ("std", "min", "max", "sign_agreement")}})
 
@@ -104,14 +104,6 @@ def _song_cells(song_ids: list[str]) -> dict[str, np.ndarray]:
     return {"song": np.repeat(song_ids, len(EMOTIONS) * len(MIDLEVEL_FEATURES)),
             "emotion": np.tile(np.repeat(EMOTIONS, len(MIDLEVEL_FEATURES)), n),
             "feature": np.tile(MIDLEVEL_FEATURES, n * len(EMOTIONS))}
-
-
-def _run_spread(values: np.ndarray) -> dict[str, float]:
-    """:func:`.explanation.spread` of one effect over runs; one run has no std and is its own range."""
-    if len(values) > 1:
-        return spread(values)
-    value = float(values[0])
-    return {"std": float("nan"), "min": value, "max": value, "sign_agreement": 1.0}
 
 
 def matrix_frame(matrix: np.ndarray, value: str) -> pd.DataFrame:

@@ -96,13 +96,15 @@ def spread(values: np.ndarray) -> dict[str, float]:
     """``std`` (ddof=1), ``min``, ``max`` and ``sign_agreement`` of one quantity over runs (axis 0).
 
     ``sign_agreement`` is the share of runs whose value has the sign of the mean (a mean of
-    exactly 0 agrees with zeros only).
+    exactly 0 agrees with zeros only). One run has no std (NaN), is its own range and agrees
+    with itself.
     """
     values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 1 or len(values) < 2:
-        raise ValueError(f"a spread needs one value per run from at least 2 runs, got shape {values.shape}")
+    if values.ndim != 1 or len(values) < 1:
+        raise ValueError(f"a spread needs one value per run, got shape {values.shape}")
     mean_sign = np.sign(values.mean())
-    return {"std": float(values.std(ddof=1)), "min": float(values.min()), "max": float(values.max()),
+    std = float(values.std(ddof=1)) if len(values) > 1 else float("nan")
+    return {"std": std, "min": float(values.min()), "max": float(values.max()),
             "sign_agreement": float(np.mean(np.sign(values) == mean_sign))}
 
 
