@@ -54,8 +54,7 @@ def save_checkpoint(path: Path, crop_seconds: float, seed: int = 0) -> Path:
     import torch
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    params["train"]["crop_seconds"] = crop_seconds
-    config = TrainConfig.from_params(params, "joint")
+    config = TrainConfig.from_params(params.changed({"train.crop_seconds": crop_seconds}), "joint")
     torch.manual_seed(seed)
     save(path, build_model("joint", width=config.width).eval(), kind="joint", config=config,
          spectrogram={**SpectrogramSettings().as_dict(), "mean": 0.3, "std": 0.4}, corpus="synthetic", seed=seed,
@@ -88,7 +87,7 @@ def main() -> int:
 
     from midlevel_emotion.signal import audio
     from midlevel_emotion.explanation import explanation
-    from midlevel_emotion.explanation.explanation_batch import Timings, explain_many
+    from midlevel_emotion.explanation.batch import Timings, explain_many
     from midlevel_emotion.core.parallel import map_tasks
 
     load_before = os.getloadavg()[0]

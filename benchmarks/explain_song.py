@@ -60,7 +60,7 @@ def make_song(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def bench_checkpoint(requested: str | None, workdir: Path) -> tuple[Path, str]:
-    from midlevel_emotion.explanation.explanation import DEFAULT_CHECKPOINT
+    from midlevel_emotion.explanation.network import DEFAULT_CHECKPOINT
 
     if requested:
         return Path(requested), "given"
@@ -73,9 +73,9 @@ def bench_checkpoint(requested: str | None, workdir: Path) -> tuple[Path, str]:
     from midlevel_emotion.learning.training import TrainConfig
 
     path = workdir / "joint_untrained.pt"
-    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    params["train"]["crop_seconds"] = 10.0  # the paper's window (params.yaml's is shorter)
-    params["train"]["width"] = 1.0  # and the paper's trunk, which build_model gives by default
+    params = load_params(Path(__file__).resolve().parents[1] / "params.yaml").changed({
+        "train.crop_seconds": 10.0,  # the paper's window (params.yaml's is shorter)
+        "train.width": 1.0})  # and the paper's trunk, which build_model gives by default
     save_checkpoint(path, build_model("joint").eval(), kind="joint", config=TrainConfig.from_params(params, "joint"),
                     spectrogram={**SpectrogramSettings().as_dict(), "mean": 0.3, "std": 0.4}, corpus="synthetic",
                     seed=0, params_digest="benchmark", test_pearson={})
@@ -135,7 +135,8 @@ def main() -> int:
         for path in files.values():
             sf.write(path, song, SR)
 
-        from midlevel_emotion.explanation.explanation import explain, load_model
+        from midlevel_emotion.explanation.network import load_model
+        from midlevel_emotion.explanation.song import explain
 
         hop = [] if args.hop is None else ["--hop", str(args.hop)]
         load_before = os.getloadavg()[0]
@@ -149,7 +150,7 @@ def main() -> int:
         rows.append(("CLI process, --version (start-up only)", time_process([str(exe), "--version"], args.repeats),
                      False))
         rows.append(("CLI process, import torch + package", time_process(
-            [sys.executable, "-c", "import midlevel_emotion.explanation.explanation"], args.repeats), False))
+            [sys.executable, "-c", "import midlevel_emotion.explanation.song"], args.repeats), False))
         rows.append(("in-process load_model", time_call(lambda: load_model(checkpoint), args.repeats), False))
         model = load_model(checkpoint)
         exp = explain(files["mp3"], model, hop_seconds=args.hop)

@@ -50,9 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     from midlevel_emotion.core.params import load_params
     from midlevel_emotion.experiments.protocol import Context, train_emotion_runs
 
-    params = load_params(args.params)
-    params["runs"] = {**params["runs"], "seeds": [0]}
-    params["grid"] = {**params["grid"], "jobs": 1}  # in this process, where the profiler sees it
+    params = load_params(args.params).changed({"runs.seeds": [0],
+                                               "grid.jobs": 1})  # in this process, where the profiler sees it
     ctx = Context.load(Path(args.raw), Path(args.spectrograms), params, progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -41,20 +41,20 @@ import soundfile as sf  # noqa: E402
 sys.path.insert(0, str(Path(__file__).parent))
 import _former_resample as former  # noqa: E402
 
-from midlevel_emotion import audio  # noqa: E402
+from midlevel_emotion.signal import audio  # noqa: E402
 
 ORIG_RATE = 44100
 # (name, clips, workers) the estimates are made for: the embedded default on a 2-core laptop,
 # the real datasets (5 000 mid-level clips + 360 Soundtracks) on 8 cores
 CORPORA = (("embedded corpus, 2 workers", 440, 2), ("real corpus, 8 workers", 5360, 8))
 # One fresh process decoding the clips named on its command line. Both first import the
-# package modules a resample worker loads either way (corpus brings pandas), so the difference
-# is the resampler's own.
-WORKER_IMPORTS = "import sys, midlevel_emotion.data.corpus, midlevel_emotion.core.fileio, midlevel_emotion.core.parallel\n"
+# package modules a resample worker loads either way (data.layout names the audio folders), so
+# the difference is the resampler's own.
+WORKER_IMPORTS = "import sys, midlevel_emotion.data.layout, midlevel_emotion.core.fileio, midlevel_emotion.core.parallel\n"
 PROCESS = {
     "scipy": WORKER_IMPORTS + "sys.path.insert(0, {bench!r}); import _former_resample as f\n"
                               "for p in sys.argv[1:]: f.load(p)",
-    "librosa": WORKER_IMPORTS + "from midlevel_emotion import audio\nfor p in sys.argv[1:]: audio.load(p)",
+    "librosa": WORKER_IMPORTS + "from midlevel_emotion.signal import audio\nfor p in sys.argv[1:]: audio.load(p)",
 }
 
 

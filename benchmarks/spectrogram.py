@@ -35,7 +35,8 @@ import numpy as np  # noqa: E402
 
 from midlevel_emotion.core.constants import SAMPLE_RATE  # noqa: E402
 from midlevel_emotion.signal.features import log_filtered_spectrogram  # noqa: E402
-from midlevel_emotion.signal.store import SpectrogramStore, write_spectrogram_store  # noqa: E402
+from midlevel_emotion.signal.store import SpectrogramStore  # noqa: E402
+from midlevel_emotion.signal.store_writer import write_spectrogram_store  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from madmom_shim import import_madmom  # noqa: E402

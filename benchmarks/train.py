@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import platform
 import subprocess
 import sys
@@ -52,7 +51,7 @@ def random_store(directory: Path, n_clips: int, frames: int, seed: int = 0) -> P
     import numpy as np
 
     from midlevel_emotion.core.constants import N_BINS
-    from midlevel_emotion.signal.store import write_store_from_arrays
+    from midlevel_emotion.signal.store_writer import write_store_from_arrays
 
     rng = np.random.default_rng(seed)
     write_store_from_arrays({f"{i + 1:04d}": rng.standard_normal((frames, N_BINS), dtype=np.float32)
@@ -182,7 +181,9 @@ def bench_pipeline(device, store_dir: Path, n_train: int, n_validation: int, rou
     from midlevel_emotion.learning import precision as amp
     from midlevel_emotion.learning.models import build_model
     from midlevel_emotion.signal.store import SpectrogramStore
-    from midlevel_emotion.learning.training import ClipSet, inference_model, make_optimizer, predict, train_step, training_batches
+    from midlevel_emotion.learning.inference import predict
+    from midlevel_emotion.learning.adaptations import inference_model
+    from midlevel_emotion.learning.training import ClipSet, make_optimizer, train_step, training_batches
 
     config = config_for(3.0)
     store = SpectrogramStore.open(store_dir)
@@ -266,7 +267,7 @@ def concurrency_worker(spec: dict) -> dict:
                      checkpoint_meta={"spectrogram": {"mean": 0.0, "std": 1.0}, "corpus": "benchmark",
                                       "params_digest": "benchmark"})
              for seed in range(spec["runs"])]
-    settings = GridSettings("local", spec["jobs"], spec["reproducible"], {})
+    settings = GridSettings("local", spec["jobs"], spec["reproducible"], None)
     start = time.perf_counter()
     run_grid(tasks, settings, desc="runs", progress=False)
     return {"seconds": time.perf_counter() - start}

@@ -24,7 +24,8 @@ from typing import Callable, NoReturn
 
 from midlevel_emotion.core.determinism import configure_cpu, pin_numpy
 from midlevel_emotion.core.errors import MidlevelError, ParamsError, one_line
-from midlevel_emotion.core.params import load_params, section
+from midlevel_emotion.core.config import Params
+from midlevel_emotion.core.params import load_params
 
 # Every stage imports this module first, before anything imports numpy: numpy's loops are
 # pinned here for all stages (midlevel_emotion.core.determinism.NUMPY_PINS explains why).
@@ -140,8 +141,9 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def parse(description: str, *outputs: str) -> tuple[argparse.Namespace, dict]:
-    """The training stages' arguments (``--raw``, ``--spectrograms``, ``--params`` and ``outputs``)."""
+def parse(description: str, *outputs: str) -> tuple[argparse.Namespace, Params]:
+    """The training stages' arguments (``--raw``, ``--spectrograms``, ``--params`` and ``outputs``)
+    and the params file they name, read and checked (:func:`midlevel_emotion.core.params.load_params`)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--raw", default="data/raw")
     parser.add_argument("--spectrograms", default="data/spectrograms")
@@ -162,10 +164,7 @@ def configure_cpu_from_params() -> None:
     parser.add_argument("--params", default="params.yaml")
     path = parser.parse_known_args()[0].params
     try:
-        reproducible = section(load_params(path), "train.reproducible")
+        reproducible = load_params(path).train.reproducible  # a bool: checked as the file is read
     except ParamsError as err:
         sys.exit(f"{Path(sys.argv[0]).stem}: error: {err}")
-    if not isinstance(reproducible, bool):
-        sys.exit(f"{Path(sys.argv[0]).stem}: error: {path}: train.reproducible must be true or false, "
-                 f"got {reproducible!r}")
     configure_cpu(reproducible)

@@ -11,7 +11,7 @@ import argparse
 from _common import run
 
 from midlevel_emotion.data.download import prepare_raw
-from midlevel_emotion.core.params import load_params, section
+from midlevel_emotion.core.params import load_params
 
 
 def main() -> int:
@@ -20,7 +20,7 @@ def main() -> int:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
-    source = section(params, "data.source")
+    source = params.data.source
     present = prepare_raw(source, args.out, params)
     found = ", ".join(name for name, ok in present.items() if ok)
     print(f"download: {source} corpus in {args.out} ({found})")

@@ -12,9 +12,9 @@ import sys
 
 from _common import run
 
-from midlevel_emotion.signal.audio import resample_corpus
+from midlevel_emotion.signal.resample_stage import resample_corpus
 from midlevel_emotion.core.errors import TooManyFailuresError
-from midlevel_emotion.core.params import load_params, section, spectrogram_settings
+from midlevel_emotion.core.params import load_params
 
 
 def main() -> None:
@@ -24,13 +24,13 @@ def main() -> None:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     params = load_params(args.params)
-    settings = spectrogram_settings(params)
+    settings = params.spectrogram_settings()
     # the spectrogram stage needs at least one hop (sample_rate / fps samples) of every clip
     min_samples = math.ceil(settings.hop_length)
     try:
         report = resample_corpus(args.raw, args.out, sample_rate=settings.sample_rate, min_samples=min_samples,
-                                 jobs=section(params, "resample.jobs"),
-                                 max_failed_fraction=section(params, "resample.max_failed_fraction"))
+                                 jobs=params.resample.jobs,
+                                 max_failed_fraction=params.resample.max_failed_fraction)
     except TooManyFailuresError as err:
         print_details(err.report)
         raise

@@ -7,8 +7,8 @@ import argparse
 
 from _common import run
 
-from midlevel_emotion.core.params import load_params, section, spectrogram_settings
-from midlevel_emotion.signal.store import build_spectrogram_stores
+from midlevel_emotion.core.params import load_params
+from midlevel_emotion.signal.spectrogram_stage import build_spectrogram_stores
 
 
 def main() -> int:
@@ -21,8 +21,8 @@ def main() -> int:
     stats = build_spectrogram_stores(
         args.resampled,
         args.out,
-        spectrogram_settings(params),
-        jobs=section(params, "spectrogram.jobs"),
+        params.spectrogram_settings(),
+        jobs=params.spectrogram.jobs,
     )
     summary = "; ".join(
         f"{name} {s['n_clips']} clips, {s['n_frames']} frames x {s['n_bins']} bins "

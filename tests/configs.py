@@ -1,4 +1,4 @@
-"""Training configs for tests: params.yaml's training params with a few fields changed."""
+"""Params and training configs for tests: params.yaml's, with a few values changed."""
 
 from dataclasses import replace
 from pathlib import Path
@@ -6,10 +6,16 @@ from typing import Any
 
 import yaml
 
+from midlevel_emotion.core.config import Params
 from midlevel_emotion.core.params import load_params
 from midlevel_emotion.learning.training import TrainConfig
 
 PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+
+
+def params_with(changes: dict[str, Any] | None = None) -> Params:
+    """params.yaml read as the stages read it, with ``{"runs.seeds": [0]}`` changes (checked too)."""
+    return load_params(PARAMS).changed(changes or {})
 
 
 def train_config(**changes) -> TrainConfig:

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from midlevel_emotion.signal.audio import (decode, find_audio, is_decoder_chatter, is_truncated, load, native_stderr, resample,
-                                    resample_corpus, truncation_note)
+from midlevel_emotion.signal.audio import (decode, is_decoder_chatter, is_truncated, load, native_stderr, resample,
+                                           truncation_note)
+from midlevel_emotion.signal.resample_stage import find_audio, resample_corpus
 from midlevel_emotion.core.errors import AudioError, TooManyFailuresError
 
 

@@ -5,7 +5,6 @@ throwaway repositories, as the workflows would on a runner.
 """
 
 import fnmatch
-import json
 import os
 import re
 import shutil

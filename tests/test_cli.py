@@ -16,7 +16,7 @@ import soundfile as sf
 import torch
 
 from midlevel_emotion import __version__
-from midlevel_emotion.cli import cli, cli_output
+from midlevel_emotion.cli import chart, main, output
 from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.core.constants import SpectrogramSettings
 from midlevel_emotion.learning.models import build_model
@@ -112,7 +112,7 @@ def audio(tmp_path_factory):
 
 
 def run(capsys, *argv):
-    code = cli.main([str(a) for a in argv])
+    code = main.main([str(a) for a in argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -194,9 +194,9 @@ def test_hop_sets_the_number_of_windows(capsys, checkpoints, audio):
 def test_plot_writes_a_bar_chart_for_one_window_and_curves_for_a_song(capsys, checkpoints, audio, tmp_path,
                                                                       monkeypatch):
     drawn = []
-    original = cli_output.plot
-    monkeypatch.setattr(cli_output, "plot", lambda exp, out, warning: (drawn.append(len(exp.times)),
-                                                                 original(exp, out, warning)))
+    original = chart.plot
+    monkeypatch.setattr(chart, "plot", lambda exp, out, warning: (drawn.append(len(exp.times)),
+                                                            original(exp, out, warning)))
     bars, curves = tmp_path / "bars.png", tmp_path / "sub" / "curves.png"
     assert run(capsys, "explain", audio["short"], "-c", checkpoints["joint"], "--plot", bars)[0] == 0
     assert run(capsys, "explain", audio["song_wav"], "-c", checkpoints["joint"], "--plot", curves)[0] == 0
@@ -350,8 +350,8 @@ def test_compare_shows_both_profiles_and_drivers(capsys, checkpoints, audio):
         # the table row names the emotion's largest driver with its share
         top = entry["features"][0]
         row = next(line for line in text.splitlines() if line.startswith(e + " "))
-        assert f"{top['feature']} {cli_output.num(top['difference'], sign=True)}" in row
-        assert cli_output.num(entry['difference'], sign=True) in row
+        assert f"{top['feature']} {output.num(top['difference'], sign=True)}" in row
+        assert output.num(entry['difference'], sign=True) in row
 
 
 def test_info_describes_the_checkpoint(capsys, checkpoints):
@@ -412,12 +412,12 @@ def test_default_checkpoint_is_relative_to_the_current_directory(capsys, audio, 
 
 
 def test_model_error_is_exit_1_and_debug_shows_the_traceback(capsys, checkpoints, audio, monkeypatch):
-    import midlevel_emotion.explanation.explanation as explanation
+    import midlevel_emotion.explanation.song as song_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("shape mismatch in layer 3\nsecond line")
 
-    monkeypatch.setattr(explanation, "explain", broken)
+    monkeypatch.setattr(song_module, "explain", broken)
     got, out, err = run(capsys, "explain", audio["song_wav"], "-c", checkpoints["joint"])
     lines = err_lines(err)
     assert got == 1 and len(lines) == 1 and "song.wav" in lines[0] and "RuntimeError" in lines[0]
@@ -648,11 +648,11 @@ def test_written_files_get_the_umask_permissions(capsys, checkpoints, audio, tmp
 
 
 def test_interrupt_mid_batch_is_130_one_line_and_keeps_the_old_csv(capsys, checkpoints, audio, tmp_path, monkeypatch):
-    import midlevel_emotion.explanation.explanation as explanation
+    import midlevel_emotion.explanation.clip as clip_module
 
     target = tmp_path / "out.csv"
     target.write_text("the previous table\n")
-    original, calls = explanation.prepare_clip, []
+    original, calls = clip_module.prepare_clip, []
 
     def interrupted(*args, **kwargs):  # the batch decodes each file through prepare_clip
         calls.append(args[0])
@@ -660,7 +660,7 @@ def test_interrupt_mid_batch_is_130_one_line_and_keeps_the_old_csv(capsys, check
             raise KeyboardInterrupt
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(explanation, "prepare_clip", interrupted)
+    monkeypatch.setattr(clip_module, "prepare_clip", interrupted)
     code, out, err = run(capsys, "explain", audio["good_dir"], audio["clip3"], "--csv", target,
                          "-c", checkpoints["joint"], "--no-progress")
     assert code == 130 and out == "" and err_lines(err) == ["midlevel-emotion: interrupted"]
@@ -683,16 +683,16 @@ def test_interrupt_while_the_csv_is_renamed_leaves_no_temporary_file(capsys, che
 
 SIGINT_ON_SECOND_FILE = """
 import os, signal, sys
-from midlevel_emotion.cli import cli
-from midlevel_emotion.explanation import explanation
-original, calls = explanation.prepare_clip, []
+from midlevel_emotion.cli import main
+from midlevel_emotion.explanation import clip
+original, calls = clip.prepare_clip, []
 def prepare_clip(*args, **kwargs):  # the batch decodes each file through prepare_clip
     calls.append(1)
     if len(calls) == 2:
         os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered in the middle of the batch
     return original(*args, **kwargs)
-explanation.prepare_clip = prepare_clip
-sys.exit(cli.main(sys.argv[1:]))
+clip.prepare_clip = prepare_clip
+sys.exit(main.main(sys.argv[1:]))
 """
 
 
@@ -709,7 +709,7 @@ def test_real_sigint_in_a_batch_process(checkpoints, audio, tmp_path):
 
 
 def test_interrupt_in_every_command_is_130_and_one_line(capsys, checkpoints, audio, tmp_path, monkeypatch):
-    import midlevel_emotion.explanation.explanation as explanation
+    import midlevel_emotion.explanation.song as song_module
     import midlevel_emotion.learning.checkpoints as checkpoints_module
     from midlevel_emotion.core import fileio
 
@@ -718,8 +718,8 @@ def test_interrupt_in_every_command_is_130_and_one_line(capsys, checkpoints, aud
 
     cases = [
         (checkpoints_module, "load_checkpoint", ["info", checkpoints["joint"]]),
-        (explanation, "explain", ["compare", audio["clip3"], audio["song_wav"], "-c", checkpoints["joint"]]),
-        (explanation, "explain", ["explain", audio["clip3"], "--json", "-c", checkpoints["joint"]]),
+        (song_module, "explain", ["compare", audio["clip3"], audio["song_wav"], "-c", checkpoints["joint"]]),
+        (song_module, "explain", ["explain", audio["clip3"], "--json", "-c", checkpoints["joint"]]),
         (fileio.os, "replace", ["explain", audio["clip3"], "--plot", tmp_path / "chart.png", "-c", checkpoints["joint"]]),
     ]
     for module, name, argv in cases:

@@ -3,7 +3,8 @@
 import pytest
 
 from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.data.corpus import check_layout, read_annotations, read_metadata, read_ratings
+from midlevel_emotion.data.formats import read_annotations, read_metadata, read_ratings
+from midlevel_emotion.data.layout import check_layout
 from midlevel_emotion.core.errors import CorpusError
 
 ANNOTATIONS = (
@@ -158,7 +159,8 @@ def test_check_layout_full_partial_and_soundtracks_only(tmp_path):
 
 
 def test_load_labels_links_datasets_and_records_every_exclusion(tmp_path):
-    from midlevel_emotion.data.corpus import align, load_labels
+    from midlevel_emotion.data.labels import load_labels
+    from midlevel_emotion.data.splits import align
 
     raw = tmp_path / "raw"
     write(raw / "midlevel/metadata_annotations/annotations.csv", ANNOTATIONS)
@@ -182,7 +184,7 @@ def test_load_labels_links_datasets_and_records_every_exclusion(tmp_path):
 
 
 def test_validate_raw_reads_every_label_file_and_names_the_final_path(tmp_path):
-    from midlevel_emotion.data.corpus import validate_raw
+    from midlevel_emotion.data.labels import validate_raw
 
     staging = tmp_path / ".raw.x1y2"
     write(staging / "midlevel/metadata_annotations/annotations.csv", ANNOTATIONS)

@@ -29,7 +29,8 @@ import yaml
 from midlevel_emotion.data import download as dl
 from midlevel_emotion.data import transfer
 from midlevel_emotion.data.download import copy_local, download_archives, extract_zip, fetch
-from midlevel_emotion.core.errors import CorruptArchiveError, DownloadError, UnsafeArchiveError
+from midlevel_emotion.core.config import Params
+from midlevel_emotion.core.errors import CorruptArchiveError, DownloadError, ParamsError, UnsafeArchiveError
 
 # ----------------------------------------------------------------------------- server
 
@@ -795,9 +796,11 @@ def _soundtracks_folder(root: Path) -> Path:
     return root
 
 
-def _local_params(tmp_path: Path, soundtracks_dir: object, midlevel_dir: object = "none") -> dict:
-    return {"_path": str(tmp_path / "params.yaml"),
-            "local": {"midlevel_dir": midlevel_dir, "soundtracks_dir": soundtracks_dir}}
+def _local_params(tmp_path: Path, soundtracks_dir: str, midlevel_dir: str = "none") -> Params:
+    """The repository's params with these ``local`` folders, as if read from ``tmp_path/params.yaml``."""
+    raw = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    raw["local"] = {"midlevel_dir": midlevel_dir, "soundtracks_dir": soundtracks_dir}
+    return Params.from_mapping(raw, str(tmp_path / "params.yaml"))
 
 
 def test_prepare_raw_local_removes_stale_staging_and_names_no_staging_folder(tmp_path):
@@ -840,8 +843,13 @@ def test_local_folder_params_none_and_tilde(tmp_path):
     with pytest.raises(ValueError, match=r"write the full path; DVC, .* does not expand '~'"):
         dl.prepare_raw("local", tmp_path / "raw", _local_params(tmp_path, "~/x"), progress=False)
     with pytest.raises(ValueError, match="both unset"):
-        dl.prepare_raw("local", tmp_path / "raw", _local_params(tmp_path, None, "none"),
+        dl.prepare_raw("local", tmp_path / "raw", _local_params(tmp_path, "none", "none"),
                        progress=False)
+    # null is refused as params.yaml is read (DVC cannot template it); the folder reader takes it as unset
+    with pytest.raises(ParamsError, match=r"params.yaml: local.soundtracks_dir must be a non-empty text, got None"):
+        _local_params(tmp_path, None)
+    from midlevel_emotion.data.localcopy import local_dir
+    assert local_dir(None, "local.soundtracks_dir") is None and local_dir("None", "local.midlevel_dir") is None
 
 
 @pytest.mark.slow  # ~25 s: real DVC in a throwaway git repository

@@ -10,13 +10,16 @@ import pytest
 import soundfile as sf
 import torch
 
-from midlevel_emotion.cli import cli
-from midlevel_emotion.explanation import explanation as ex
+from midlevel_emotion.cli import main
+import midlevel_emotion.explanation.clip as clip_module
+from midlevel_emotion.explanation.clip import prepare_clip
+from midlevel_emotion.explanation.network import DEFAULT_CHECKPOINT, load_model
+from midlevel_emotion.explanation.song import compare, explain
 from midlevel_emotion.learning.checkpoints import save_checkpoint
 from midlevel_emotion.core.errors import CheckpointError
 from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES, SpectrogramSettings
 from midlevel_emotion.explanation.ensemble import checkpoint_paths, combine, load_models
-from midlevel_emotion.explanation.explanation_batch import explain_many
+from midlevel_emotion.explanation.batch import explain_many
 from midlevel_emotion.learning.models import build_model
 from test_explanation import CONFIG, tone
 
@@ -55,7 +58,7 @@ def song(tmp_path_factory):
 
 
 def alone(song, paths):
-    return [ex.explain(song, ex.load_model(p)) for p in paths]
+    return [explain(song, load_model(p)) for p in paths]
 
 
 def test_the_ensemble_is_the_mean_of_its_runs_and_its_effects_add_up_to_its_prediction(runs, song):
@@ -91,9 +94,9 @@ def test_runs_disagree_somewhere_and_identical_runs_do_not(runs, song, tmp_path)
 
 def test_one_checkpoint_gives_exactly_todays_numbers(runs, song):
     _, _, paths = runs
-    model = ex.load_model(paths[0])
+    model = load_model(paths[0])
     (outcome,) = explain_many([song], [model])
-    today = ex.explain(song, model)
+    today = explain(song, model)
     assert outcome.explanation.to_dict() == today.to_dict()
     data = today.to_dict()
     assert data["n_runs"] == 1 and "spread" not in data and "runs" not in data
@@ -103,8 +106,8 @@ def test_one_checkpoint_gives_exactly_todays_numbers(runs, song):
 def test_each_file_is_decoded_once_for_all_runs(runs, song, monkeypatch):
     _, _, paths = runs
     calls = []
-    real = ex.prepare_clip
-    monkeypatch.setattr(ex, "prepare_clip", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    real = prepare_clip
+    monkeypatch.setattr(clip_module, "prepare_clip", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     list(explain_many([song, song], load_models(paths)))
     assert calls == [song, song]
 
@@ -117,7 +120,7 @@ def test_a_feature_below_the_threshold_is_unreliable(runs, song):
     assert exp.unreliable == ["rhythm_stability", "minorness"]  # articulation's mean 0.35 clears 0.3
     (strict,) = explain_many([song], load_models(paths), min_feature_r=0.5)
     assert strict.explanation.unreliable == ["articulation", "rhythm_stability", "minorness"]
-    single = ex.explain(song, ex.load_model(paths[0]))  # run 0 alone: articulation 0.3 is not below 0.3
+    single = explain(song, load_model(paths[0]))  # run 0 alone: articulation 0.3 is not below 0.3
     assert single.unreliable == ["rhythm_stability", "minorness"]
     reliability = exp.to_dict()["reliability"]
     assert reliability["unreliable"] == ["rhythm_stability", "minorness"] and reliability["min_feature_r"] == 0.3
@@ -147,7 +150,7 @@ def test_folders_expand_by_seed_and_the_default_is_every_joint_run(runs, tmp_pat
     monkeypatch.chdir(root)
     assert [str(p) for p in checkpoint_paths([])] == [f"models/joint/joint_seed_{s}.pt" for s in (0, 1, 2)]
     monkeypatch.chdir(tmp_path)
-    assert [str(p) for p in checkpoint_paths([])] == [str(ex.DEFAULT_CHECKPOINT)]  # none: its absence is reported
+    assert [str(p) for p in checkpoint_paths([])] == [str(DEFAULT_CHECKPOINT)]  # none: its absence is reported
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match=r"empty: no checkpoint \(\*\.pt\) in this folder"):
         checkpoint_paths([tmp_path / "empty"])
@@ -158,7 +161,7 @@ def test_compare_with_an_ensemble_gives_each_difference_its_spread(runs, song, t
     other = tmp_path / "other.wav"
     sf.write(other, tone(2.0, seed=5), 44100)
     a, b = (o.explanation for o in explain_many([song, other], load_models(paths)))
-    result = ex.compare(a, b)
+    result = compare(a, b)
     for e in EMOTIONS:
         entry = result["emotions"][e]
         assert sum(r["difference"] for r in entry["features"]) + entry["bias_difference"] == pytest.approx(
@@ -175,7 +178,7 @@ def test_compare_with_an_ensemble_gives_each_difference_its_spread(runs, song, t
 
 
 def run_cli(capsys, *args):
-    code = cli.main([str(a) for a in args])
+    code = main.main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from midlevel_emotion.core.params import flatten
+from midlevel_emotion.core.config import flatten
 import pytest
 import yaml
 from scipy import stats
@@ -18,8 +18,12 @@ from midlevel_emotion.evaluation.collect import read_truth_weights
 from midlevel_emotion.core.errors import EvaluationError
 from midlevel_emotion.evaluation.evaluation import evaluate
 from midlevel_emotion.experiments.results import score_records, split_records, write_not_run, write_stage
-from midlevel_emotion.evaluation.statistics import (calibration, list_paths, min_wilcoxon_p, paired_tests,
-                                        sign_agreement_per_weight, weight_stability, weights_vs_truth)
+from midlevel_emotion.evaluation.metrics_file import list_paths
+from midlevel_emotion.evaluation.planted_truth import weights_vs_truth
+from midlevel_emotion.evaluation.stability import sign_agreement_per_weight, weight_stability
+from midlevel_emotion.evaluation.statistics import min_wilcoxon_p, paired_tests
+from midlevel_emotion.evaluation.tables import calibration
+from configs import params_with
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "reference" / "paper.json"
@@ -117,8 +121,8 @@ def truth_file(raw, weights):
 
 
 def params(source="synthetic", seeds=SEEDS, output_init="kaiming"):
-    """The params evaluate reads (its dvc.yaml params: every one is required)."""
-    return {"data": {"source": source}, "runs": {"seeds": list(seeds)}, "train": {"output_init": output_init}}
+    """params.yaml with the values evaluate reads set (its dvc.yaml params)."""
+    return params_with({"data.source": source, "runs.seeds": list(seeds), "train.output_init": output_init})
 
 
 def run_eval(tmp_path, **kwargs):
@@ -573,6 +577,6 @@ def test_calibration_compares_test_mse_with_the_train_mean_baseline(tmp_path):
                                              "runs_better": 0, "n_runs": 1}
     # through the stage: the fixture's MSE is half the baseline's in every run
     results, models, raw = write_fixture(tmp_path)
-    result = evaluate(results, models, raw, REFERENCE, params("x"))
+    result = evaluate(results, models, raw, REFERENCE, params("download"))
     assert "| A2E | emotions | 0.0100 | 0.0200 | 0.50 | 5 of 5 |" in result["report"]
     assert "| A2Mid+ | mid-level | 0.0100 | 0.0200 | 0.50 | 1 of 1 |" in result["report"]

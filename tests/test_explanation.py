@@ -14,17 +14,23 @@ import soundfile as sf
 import torch
 
 from midlevel_emotion.explanation import explain_stage as stage
-from midlevel_emotion.explanation import explanation as ex
+from midlevel_emotion.explanation import effects as fx
+from midlevel_emotion.explanation.network import _fused_midlevel_network, load_model
+from midlevel_emotion.explanation.song import Explanation, SYNTHETIC_WARNING, compare, explain
+from midlevel_emotion.signal import audio
+from midlevel_emotion.signal.features import log_filtered_spectrogram
 from midlevel_emotion.explanation import figures, pairs
 from midlevel_emotion.core.errors import AudioError
 from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.core.constants import SpectrogramSettings
-from midlevel_emotion.signal.store import SpectrogramStore, write_spectrogram_store
+from midlevel_emotion.signal.store import SpectrogramStore
+from midlevel_emotion.signal.store_writer import write_spectrogram_store
 from midlevel_emotion.learning.models import build_model
 from midlevel_emotion.learning.checkpoints import load_checkpoint, save_checkpoint
 from midlevel_emotion.core.errors import CheckpointError
-from midlevel_emotion.learning.training import ClipSet, predict, train
-from configs import train_config
+from midlevel_emotion.learning.inference import predict, predict_checkpoint
+from midlevel_emotion.learning.training import ClipSet, train
+from configs import params_with, train_config
 
 CONFIG = train_config(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=1, patience=5, batch_size=4)
 FPS = 31.25
@@ -62,7 +68,7 @@ def joint_checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model(joint_checkpoint):
-    return ex.load_model(joint_checkpoint)
+    return load_model(joint_checkpoint)
 
 
 def tone(seconds, rate=44100, channels=2, seed=0):
@@ -84,48 +90,51 @@ def expected_windows(seconds, hop_frames):
 def test_effects_are_weights_times_values():
     rng = np.random.default_rng(0)
     weight, bias, mid = rng.normal(size=(8, 7)), rng.normal(size=8), rng.uniform(size=(5, 7))
-    out = ex.effects(weight, bias, mid)
+    out = fx.effects(weight, bias, mid)
     assert out.shape == (5, 8, 7)
     assert out[3, 2, 4] == pytest.approx(weight[2, 4] * mid[3, 4])
     assert np.allclose(out.sum(-1) + bias, mid @ weight.T + bias)
-    assert ex.effects(weight, bias, mid[0]).shape == (8, 7)
+    assert fx.effects(weight, bias, mid[0]).shape == (8, 7)
     with pytest.raises(ValueError, match=r"\(8, 7\)"):
-        ex.effects(weight.T, bias, mid)
+        fx.effects(weight.T, bias, mid)
 
 
 def test_explain_a_stereo_file_sums_to_the_predictions(tmp_path, joint_checkpoint):
     path = tmp_path / "song.wav"
     sf.write(path, tone(25.0), 44100)
-    result = ex.explain(path, joint_checkpoint)
+    result = explain(path, joint_checkpoint)
     assert result.source == str(path) and result.duration_seconds == pytest.approx(25.0, abs=1e-3)
     assert not result.padded
     for emotion in EMOTIONS:
         assert sum(result.effects[emotion].values()) + result.bias[emotion] == pytest.approx(
             result.emotions[emotion], abs=1e-5)
-    n = expected_windows(25.0, CROP // 2)
-    assert n == 48
+    hop = CONFIG.hop_frames  # by default the hop the model was scored with (train.eval_hop_seconds)
+    n = expected_windows(25.0, hop)
+    assert hop == 31 and n == 26
     assert result.midlevel_curve.shape == (n, 7) and result.emotion_curve.shape == (n, 8)
     assert result.times.shape == (n,) and result.times[0] == 0.0
-    assert result.hop_seconds == pytest.approx(16 / FPS) and result.window_seconds == pytest.approx(CROP / FPS)
+    assert result.hop_seconds == pytest.approx(hop / FPS) and result.window_seconds == pytest.approx(CROP / FPS)
     assert np.allclose(result.midlevel_curve.mean(0), [result.midlevel[f] for f in MIDLEVEL_FEATURES])
     assert np.allclose(result.emotion_curve.mean(0), [result.emotions[e] for e in EMOTIONS], atol=1e-6)
-    assert result.warning == ex.SYNTHETIC_WARNING
+    assert result.warning == SYNTHETIC_WARNING
     assert result.checkpoint["kind"] == "joint" and result.checkpoint["params_hash"] == "abc123"
     assert result.checkpoint["test_pearson"] == {"valence": 0.4}
     blob = json.loads(json.dumps(result.to_dict()))
     assert len(blob["midlevel_curve"]) == n and blob["effects"]["tension"].keys() == set(MIDLEVEL_FEATURES)
 
-    # the song-level values are what the pipeline's own scoring (training.predict) gives
-    spec = ex.log_filtered_spectrogram(ex.audio.load(path))
-    scored = predict(ex.load_model(joint_checkpoint)[0], [spec], mean=0.5, std=0.3, crop_frames=CROP, hop_frames=16)[0]
+    # the song-level values are what the pipeline's own scoring (inference.predict, at the
+    # checkpoint's evaluation hop) gives
+    spec = log_filtered_spectrogram(audio.load(path))
+    scored = predict(load_model(joint_checkpoint)[0], [spec], mean=0.5, std=0.3, crop_frames=CROP,
+                     hop_frames=hop)[0]
     assert np.allclose(scored[:7], [result.midlevel[f] for f in MIDLEVEL_FEATURES], atol=1e-5)
     assert np.allclose(scored[7:], [result.emotions[e] for e in EMOTIONS], atol=1e-5)
 
     # a custom hop; and the network's own emotion output agrees with the explanation
-    coarse = ex.explain(path, ex.load_model(joint_checkpoint), hop_seconds=1.0)
-    assert len(coarse.times) == expected_windows(25.0, 31)
-    net, _ = ex.load_model(joint_checkpoint)
-    first = ex.log_filtered_spectrogram(ex.audio.load(path))[:CROP]
+    coarse = explain(path, load_model(joint_checkpoint), hop_seconds=2.0)
+    assert len(coarse.times) == expected_windows(25.0, 62) == 14
+    net, _ = load_model(joint_checkpoint)
+    first = log_filtered_spectrogram(audio.load(path))[:CROP]
     with torch.no_grad():
         _, emo = net(torch.from_numpy((first - 0.5) / 0.3).float()[None, None])
     assert np.allclose(emo.numpy()[0], coarse.emotion_curve[0], atol=1e-5)
@@ -133,7 +142,7 @@ def test_explain_a_stereo_file_sums_to_the_predictions(tmp_path, joint_checkpoin
 
 def test_fused_inference_network_matches_the_model(model):
     net, _ = model
-    fused = ex._fused_midlevel_network(net)
+    fused = _fused_midlevel_network(net)
     assert fused is not None
     x = torch.randn(3, 1, CROP + 5, 149)
     with torch.no_grad():
@@ -144,12 +153,12 @@ def test_fused_inference_network_matches_the_model(model):
 def test_short_file_is_loop_padded(tmp_path, model):
     path = tmp_path / "short.wav"
     sf.write(path, tone(0.6, channels=1), 44100)  # 19 frames < 32
-    result = ex.explain(path, model)
+    result = explain(path, model)
     assert result.padded and len(result.times) == 1
     four = tmp_path / "four.wav"
     sf.write(four, tone(4.0, rate=22050), 22050)
-    result = ex.explain(four, model)
-    assert not result.padded and len(result.times) == expected_windows(4.0, 16)
+    result = explain(four, model)
+    assert not result.padded and len(result.times) == expected_windows(4.0, 31)  # the model's 1 s hop
 
 
 def test_padded_when_shorter_than_the_window(tmp_path):
@@ -158,7 +167,7 @@ def test_padded_when_shorter_than_the_window(tmp_path):
                            config=train_config(crop_seconds=10.0))
     song = tmp_path / "four.wav"
     sf.write(song, tone(4.0), 44100)
-    result = ex.explain(song, path)
+    result = explain(song, path)
     assert result.padded and len(result.times) == 1 and result.window_seconds == pytest.approx(313 / FPS)
     assert result.warning is None
 
@@ -167,16 +176,16 @@ def test_signal_input_matches_the_file(tmp_path, model):
     signal = tone(6.0, rate=44100, channels=1)[:, 0]
     path = tmp_path / "mono.wav"
     sf.write(path, signal, 44100, subtype="FLOAT")
-    from_signal = ex.explain(signal, model, sample_rate=44100)
-    from_file = ex.explain(path, model)
+    from_signal = explain(signal, model, sample_rate=44100)
+    from_file = explain(path, model)
     assert from_signal.source == "<signal>"
     assert np.allclose(from_signal.midlevel_curve, from_file.midlevel_curve, atol=1e-4)
     with pytest.raises(ValueError, match="sample_rate"):
-        ex.explain(signal, model)
+        explain(signal, model)
     with pytest.raises(AudioError, match="<signal>: silent"):
-        ex.explain(np.zeros(44100, dtype=np.float32), model, sample_rate=44100)
+        explain(np.zeros(44100, dtype=np.float32), model, sample_rate=44100)
     with pytest.raises(AudioError, match="missing.wav: file not found"):
-        ex.explain(tmp_path / "missing.wav", model)
+        explain(tmp_path / "missing.wav", model)
 
 
 def test_signal_input_gets_the_checks_of_audio_load(model):
@@ -185,18 +194,18 @@ def test_signal_input_gets_the_checks_of_audio_load(model):
     broken = signal.copy()
     broken[100] = np.nan
     with pytest.raises(AudioError, match="<signal>: contains non-finite samples"):
-        ex.explain(broken, model, sample_rate=22050)
+        explain(broken, model, sample_rate=22050)
     with pytest.raises(AudioError, match="<signal>: decoded to zero samples"):
-        ex.explain(np.zeros(0, dtype=np.float32), model, sample_rate=22050)
+        explain(np.zeros(0, dtype=np.float32), model, sample_rate=22050)
     for bad_rate in (0, -44100, 22050.5):
         with pytest.raises(ValueError, match="sample_rate must be a positive whole number"):
-            ex.explain(signal, model, sample_rate=bad_rate)
+            explain(signal, model, sample_rate=bad_rate)
     with pytest.raises(ValueError, match="1-D"):
-        ex.explain(np.stack([signal, signal]), model, sample_rate=22050)
+        explain(np.stack([signal, signal]), model, sample_rate=22050)
     # whole-number PCM works like float samples (peak normalisation removes the scale)
     pcm = np.round(signal / np.max(np.abs(signal)) * 32767).astype(np.int16)
-    as_int = ex.explain(pcm, model, sample_rate=22050)
-    as_float = ex.explain(pcm.astype(np.float32) / 32767, model, sample_rate=22050)
+    as_int = explain(pcm, model, sample_rate=22050)
+    as_float = explain(pcm.astype(np.float32) / 32767, model, sample_rate=22050)
     assert np.allclose(as_int.midlevel_curve, as_float.midlevel_curve, atol=1e-5)
 
 
@@ -237,26 +246,26 @@ def test_non_finite_output_is_a_checkpoint_error(tmp_path):
     save_checkpoint(path, model, kind="joint", config=CONFIG, spectrogram={**SpectrogramSettings().as_dict(), "mean": 0.5,
                     "std": 0.3}, corpus="synthetic", seed=0, params_digest="abc123")
     with pytest.raises(CheckpointError, match=r"overflow.pt: the model's output for <signal> is not finite"):
-        ex.explain(tone(2.0, channels=1)[:, 0], path, sample_rate=44100)
-    loaded = ex.load_model(path)
+        explain(tone(2.0, channels=1)[:, 0], path, sample_rate=44100)
+    loaded = load_model(path)
     with torch.no_grad():
         loaded[0].emotion_layer.weight.fill_(float("nan"))  # a model handed over in memory, not via a file
     with pytest.raises(CheckpointError, match="not finite"):
-        ex.explain(tone(2.0, channels=1)[:, 0], loaded, sample_rate=44100)
+        explain(tone(2.0, channels=1)[:, 0], loaded, sample_rate=44100)
 
 
 def test_a2e_and_missing_checkpoints_are_rejected(tmp_path):
     path = make_checkpoint(tmp_path / "a2e_seed_0.pt", kind="a2e", trained=False)
     with pytest.raises(CheckpointError, match=r"a2e_seed_0.pt: a a2e model has no mid-level bottleneck"):
-        ex.load_model(path)
+        load_model(path)
     with pytest.raises(CheckpointError, match="nothing.pt: checkpoint not found"):
-        ex.explain(tmp_path / "x.wav", tmp_path / "nothing.pt")
+        explain(tmp_path / "x.wav", tmp_path / "nothing.pt")
 
 
 def make_explanation(mid, name, weight, bias):
-    eff = ex.effects(weight, bias, mid)
+    eff = fx.effects(weight, bias, mid)
     emo = mid @ weight.T + bias
-    return ex.Explanation(
+    return Explanation(
         source=name, duration_seconds=10.0, padded=False, window_seconds=10.0, hop_seconds=5.0,
         times=np.zeros(1), midlevel=dict(zip(MIDLEVEL_FEATURES, mid)), emotions=dict(zip(EMOTIONS, emo)),
         effects={e: dict(zip(MIDLEVEL_FEATURES, eff[i])) for i, e in enumerate(EMOTIONS)},
@@ -272,7 +281,7 @@ def test_compare_ranks_the_largest_effect_difference_first():
     mid_b = mid_a.copy()
     mid_b[4] = 0.1   # effect difference on dissonance: -0.5 * 0.4 = -0.2
     mid_b[1] = 0.9   # articulation: 0.1 * -0.4 = -0.04
-    result = ex.compare(make_explanation(mid_a, "a.mp3", weight, bias), make_explanation(mid_b, "b.mp3", weight, bias))
+    result = compare(make_explanation(mid_a, "a.mp3", weight, bias), make_explanation(mid_b, "b.mp3", weight, bias))
     assert result["same_model"] and result["a"]["source"] == "a.mp3"
     tension = result["emotions"]["tension"]
     assert [f["feature"] for f in tension["features"][:2]] == ["dissonance", "articulation"]
@@ -389,7 +398,7 @@ SEEDS = (0, 1, 2)
 
 
 def run_stage(world, tmp_path, rule="words", models=None, seeds=SEEDS):
-    params = {"runs": {"seeds": list(seeds)}, "explain": {"pair_selection": rule}}
+    params = params_with({"runs.seeds": list(seeds), "explain.pair_selection": rule})
     return stage.explain_stage(world / "raw", world / "spectrograms", models or world / "models", tmp_path / "plots",
                             tmp_path / "reports", params, log=lambda *a: None)
 
@@ -415,8 +424,8 @@ def test_stage_writes_figures_tables_and_data(world, tmp_path):
     assert f"#{pair['a']}" in report and "`words`" in report
     assert report.split("Per-feature effects")[0].count("\n|") == 10  # Table 4: header, rule, 8 emotions
     # the data CSV is consistent with the model's weights and its predictions of the pair
-    model, _ = ex.load_model(world / "models/joint/joint_seed_0.pt")
-    weight, bias = ex.emotion_layer(model)
+    model, _ = load_model(world / "models/joint/joint_seed_0.pt")
+    weight, bias = fx.emotion_layer(model)
     song = effects[effects["song"] == pair["a"]]
     for emotion in ("valence", "tender"):
         total = song.loc[song["emotion"] == emotion, "effect"].sum() + bias[EMOTIONS.index(emotion)]
@@ -431,10 +440,11 @@ SPREAD_COLUMNS = ["song", "emotion", "feature", "mean", "std", "min", "max", "si
 
 def run_effects(world, seed, songs):
     """(2, 8, 7): the songs' effects under run ``seed``'s Joint model, predicted as the stage predicts."""
-    model, meta = ex.load_model(world / f"models/joint/joint_seed_{seed}.pt")
-    outputs = stage._predict_clips(model, meta, SpectrogramStore.open(world / "spectrograms/soundtracks"), songs)
-    weight, bias = ex.emotion_layer(model)
-    return ex.effects(weight, bias, outputs[:, :len(MIDLEVEL_FEATURES)])
+    model, meta = load_model(world / f"models/joint/joint_seed_{seed}.pt")
+    store = SpectrogramStore.open(world / "spectrograms/soundtracks")
+    outputs = predict_checkpoint(model, meta, [store.clip(i) for i in songs])
+    weight, bias = fx.emotion_layer(model)
+    return fx.effects(weight, bias, outputs[:, :len(MIDLEVEL_FEATURES)])
 
 
 def test_stage_shows_the_pair_effects_over_all_runs(world, tmp_path):
@@ -507,7 +517,7 @@ def test_stage_without_midlevel_annotations(tmp_path):
     models = tmp_path / "models"
     (models / "joint").mkdir(parents=True)
     (models / "joint/NOT_RUN.md").write_text("# train_joint was not run\n\nNo annotations.\n")
-    params = {"runs": {"seeds": [0]}, "explain": {"pair_selection": "words"}}
+    params = params_with({"runs.seeds": [0], "explain.pair_selection": "words"})
     summary = stage.explain_stage(tmp_path / "raw", tmp_path / "spectrograms", models, tmp_path / "plots",
                                tmp_path / "reports", params)
     assert set(summary["not_run"]) == set(stage.PLOT_OUTPUTS) | {"song_pair.md"}
@@ -541,7 +551,7 @@ def test_explanation_holds_the_library_layer_only():
     import subprocess
     import sys
 
-    code = ("import sys, midlevel_emotion.explanation.explanation as e; "
+    code = ("import sys, midlevel_emotion.explanation.song as e; "
             "print(sorted(m for m in ('matplotlib', 'midlevel_emotion.explanation.explain_stage', "
             "'midlevel_emotion.explanation.pairs', 'midlevel_emotion.explanation.figures') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

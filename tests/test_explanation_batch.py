@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from midlevel_emotion.explanation import explanation as ex
+import midlevel_emotion.explanation.clip as clip_module
+from midlevel_emotion.explanation.clip import prepare_clip
+from midlevel_emotion.explanation.network import MidlevelNetwork, load_model
+from midlevel_emotion.explanation.song import explain
 from midlevel_emotion.core.errors import AudioError
 from midlevel_emotion.core.errors import CheckpointError
 from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.explanation.explanation_batch import Timings, explain_many
+from midlevel_emotion.explanation.batch import Timings, explain_many
 from test_explanation import make_checkpoint, tone
 
 # Batching changes a window's prediction only through the convolution kernels' summation
@@ -21,7 +24,7 @@ RTOL, ATOL = 1e-5, 1e-5
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    return ex.load_model(make_checkpoint(tmp_path_factory.mktemp("models") / "joint_seed_0.pt"))
+    return load_model(make_checkpoint(tmp_path_factory.mktemp("models") / "joint_seed_0.pt"))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +59,7 @@ def assert_same_explanation(batched, alone):
 
 @pytest.mark.parametrize("batch_size", [1, 4, 16, 100])
 def test_batched_across_files_equals_each_file_alone(model, files, batch_size):
-    """Batches cut through files (4: a 48-window file spans 12 passes, others share one), and a
+    """Batches cut through files (4: a 26-window file spans 7 passes, others share one), and a
     bad file between good ones gets its error while the others get their results, in order."""
     timings = Timings()
     outcomes = list(explain_many(files, model, batch_size=batch_size, timings=timings))
@@ -69,25 +72,25 @@ def test_batched_across_files_equals_each_file_alone(model, files, batch_size):
             assert outcome.error.reason.startswith("empty" if "empty" in path.name else "silent")
             continue
         assert outcome.error is None, outcome.error
-        alone = ex.explain(path, model)
+        alone = explain(path, model)
         assert_same_explanation(outcome.explanation, alone)
         n_windows += len(alone.times)
-    assert n_windows == 1 + 5 + 48 + 9  # short (looped), three, long, five seconds
+    assert n_windows == 1 + 3 + 26 + 6  # short (looped), three, long, five seconds, at the model's 1 s hop
     assert timings.n_windows == n_windows and timings.n_batches == math.ceil(n_windows / batch_size)
     assert timings.decode_seconds > 0 and timings.model_seconds > 0
 
 
 def test_a_custom_hop_is_passed_to_every_file(model, files):
     good = [f for f in files if f.suffix in (".flac",) or "long" in f.name]
-    for outcome, path in zip(explain_many(good, model, hop_seconds=1.0, batch_size=7), good):
-        assert_same_explanation(outcome.explanation, ex.explain(path, model, hop_seconds=1.0))
+    for outcome, path in zip(explain_many(good, model, hop_seconds=0.5, batch_size=7), good):
+        assert_same_explanation(outcome.explanation, explain(path, model, hop_seconds=0.5))
 
 
 def test_a_file_the_network_fails_on_fails_alone(model, files, monkeypatch):
     """A failing forward pass is retried file by file: the error lands on its own file."""
     good = [f for f in files if f.name not in ("d_empty.wav", "f_silent.wav")]
     poisoned = good[1]
-    original_prepare, original_call = ex.prepare_clip, ex.MidlevelNetwork.__call__
+    original_prepare, original_call = prepare_clip, MidlevelNetwork.__call__
 
     def prepare(source, meta, **kwargs):
         clip = original_prepare(source, meta, **kwargs)
@@ -100,8 +103,8 @@ def test_a_file_the_network_fails_on_fails_alone(model, files, monkeypatch):
             raise RuntimeError("the network cannot take this input")
         return original_call(self, windows)
 
-    monkeypatch.setattr(ex, "prepare_clip", prepare)
-    monkeypatch.setattr(ex.MidlevelNetwork, "__call__", call)
+    monkeypatch.setattr(clip_module, "prepare_clip", prepare)
+    monkeypatch.setattr(MidlevelNetwork, "__call__", call)
     outcomes = list(explain_many(good, model, batch_size=16))
     monkeypatch.undo()
     assert [o.source for o in outcomes] == [str(f) for f in good]
@@ -110,14 +113,14 @@ def test_a_file_the_network_fails_on_fails_alone(model, files, monkeypatch):
             assert outcome.explanation is None and "cannot take this input" in str(outcome.error)
         else:
             assert outcome.error is None
-            assert_same_explanation(outcome.explanation, ex.explain(path, model))
+            assert_same_explanation(outcome.explanation, explain(path, model))
 
 
 def test_non_finite_output_stops_the_run(tmp_path, files):
     import torch
     from midlevel_emotion.learning.models import build_model
 
-    meta = ex.load_model(make_checkpoint(tmp_path / "m.pt", trained=False))[1]
+    meta = load_model(make_checkpoint(tmp_path / "m.pt", trained=False))[1]
     broken = build_model("joint", width=meta["architecture"]["width"]).eval()
     with torch.no_grad():
         broken.midlevel_layer.weight.fill_(3e38)  # finite weights, overflowing output

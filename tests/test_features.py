@@ -22,8 +22,9 @@ from midlevel_emotion.signal.features import (
     n_frames_for,
 )
 from midlevel_emotion.core.constants import SpectrogramSettings
-from midlevel_emotion.signal.store import (SpectrogramStore, build_spectrogram_stores, write_spectrogram_store,
-                                    write_store_from_arrays)
+from midlevel_emotion.signal.spectrogram_stage import build_spectrogram_stores
+from midlevel_emotion.signal.store import SpectrogramStore
+from midlevel_emotion.signal.store_writer import write_spectrogram_store, write_store_from_arrays
 from midlevel_emotion.core.errors import InvalidStoreError
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -19,6 +19,7 @@ import yaml
 from midlevel_emotion.learning.checkpoints import load_checkpoint
 from midlevel_emotion.experiments.fingerprint import state_digest
 from midlevel_emotion.experiments.grid import GridSettings, _cause, run_device, runs_at_once, threads_per_run
+from midlevel_emotion.core.config import Params
 from midlevel_emotion.core.errors import ParamsError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +110,7 @@ def test_outside_the_reproducible_mode_a_worker_run_is_the_solo_run_with_its_thr
     # 2 runs at once on this machine's cores: each gets cores // 2 threads; alone, the same
     # thread count must give the same bits (torch's fastest kernels, both times)
     jobs = 2
-    threads = threads_per_run(GridSettings("local", jobs, False, {}), jobs)
+    threads = threads_per_run(GridSettings("local", jobs, False, None), jobs)
     train = {"reproducible": False}
     alone = train_a2e(corpus, "solo_threads", {"jobs": 1}, train, OMP_NUM_THREADS=str(threads),
                       MKL_NUM_THREADS=str(threads))
@@ -175,17 +176,24 @@ def test_a_failed_jobs_cause_is_the_exception_it_raised():
 
 def test_grid_params_are_checked_at_the_boundary():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["_path"] = "params.yaml"
-    assert GridSettings.from_params(params).executor == "local"
+    settings = GridSettings.from_params(Params.from_mapping(params))
+    assert settings.executor == "local" and settings.slurm.cpus_per_task == params["grid"]["slurm"]["cpus_per_task"]
     params["grid"]["executor"] = "kubernetes"
     with pytest.raises(ParamsError, match="params.yaml: grid.executor must be one of local, slurm"):
-        GridSettings.from_params(params)
+        Params.from_mapping(params)
     params["grid"]["executor"], params["grid"]["jobs"] = "local", -1
-    with pytest.raises(ParamsError, match="grid.jobs must be an integer >= 0"):
-        GridSettings.from_params(params)
+    with pytest.raises(ParamsError, match="params.yaml: grid.jobs must be a whole number >= 0, got -1"):
+        Params.from_mapping(params)
     del params["grid"]["slurm"]["partition"]
     with pytest.raises(ParamsError, match="missing key 'grid.slurm.partition'"):
-        GridSettings.from_params(params)
+        Params.from_mapping(params)
+    # settings built in code are checked too
+    with pytest.raises(ValueError, match="grid.executor must be one of local, slurm"):
+        GridSettings("kubernetes", 0, True, None)
+    with pytest.raises(ValueError, match="grid.jobs must be an integer >= 0"):
+        GridSettings("local", -1, True, None)
+    with pytest.raises(ValueError, match="grid.executor is slurm, but no grid.slurm settings"):
+        GridSettings("slurm", 0, True, None)
 
 
 @pytest.mark.parametrize("jobs, reproducible, cores, n_tasks, expected", [
@@ -203,7 +211,7 @@ def test_jobs_0_runs_as_many_at_once_as_fill_the_machine(monkeypatch, jobs, repr
 
     monkeypatch.setattr(midlevel_emotion.core.parallel, "resolve_jobs", lambda n: n or cores)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
-    assert runs_at_once(GridSettings("local", jobs, reproducible, {}), n_tasks) == expected
+    assert runs_at_once(GridSettings("local", jobs, reproducible, None), n_tasks) == expected
 
 
 def test_with_gpus_runs_go_one_per_gpu_round_robin(monkeypatch):
@@ -212,8 +220,8 @@ def test_with_gpus_runs_go_one_per_gpu_round_robin(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
-    assert runs_at_once(GridSettings("local", 0, False, {}), 10) == 3
-    assert runs_at_once(GridSettings("local", 0, False, {}), 2) == 2
+    assert runs_at_once(GridSettings("local", 0, False, None), 10) == 3
+    assert runs_at_once(GridSettings("local", 0, False, None), 2) == 2
     assert [str(run_device(k)) for k in (0, 1, 2, 5)] == ["cuda:0", "cuda:1", "cuda:2", "cuda:2"]
     assert str(run_device(None)) == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -221,6 +229,6 @@ def test_with_gpus_runs_go_one_per_gpu_round_robin(monkeypatch):
 
 
 def test_reproducible_runs_keep_their_threads_however_many_run_at_once():
-    settings = GridSettings("local", 8, True, {})
+    settings = GridSettings("local", 8, True, None)
     assert threads_per_run(settings, 8) == threads_per_run(settings, 1) == 2
-    assert threads_per_run(GridSettings("local", 2, False, {}), 64) == 1
+    assert threads_per_run(GridSettings("local", 2, False, None), 64) == 1

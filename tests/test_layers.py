@@ -39,14 +39,14 @@ def test_an_upward_import_or_an_unplaced_module_breaks_the_contracts(tmp_path):
     package = src / "midlevel_emotion"
     # the lowest layer reaching the top one, from inside a function (import-linter counts it)
     with (package / "core" / "constants.py").open("a") as f:
-        f.write("\n\ndef _upward():\n    import numpy  # noqa: F401\n    from ..cli import cli  # noqa: F401\n")
+        f.write("\n\ndef _upward():\n    import numpy  # noqa: F401\n    from ..cli import main  # noqa: F401\n")
     # a new module in no layer (the layers contract is exhaustive)
     (package / "unplaced.py").write_text('"""A module that no layer lists."""\n')
 
     result = lint_imports(tmp_path, src)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert "midlevel_emotion.core.constants -> midlevel_emotion.cli.cli" in output, output  # the copy was read
+    assert "midlevel_emotion.core.constants -> midlevel_emotion.cli.main" in output, output  # the copy was read
     assert "unplaced" in output, output
     # the layers (the command line on top), and constants free of torch and numpy
     for contract in ("layers:", "names, params and their schema import nothing heavy"):
@@ -58,7 +58,7 @@ def test_every_error_the_package_reports_lives_in_errors_and_derives_from_its_ba
     """One hierarchy in one module: the stage wrapper and the CLI decide "one line or traceback"
     by type (``isinstance(err, MidlevelError)``), so a new error class elsewhere would be a bug's
     traceback by accident. Private control-flow exceptions that never leave their module (the
-    retry signals of ``transfer``) are the only other ones."""
+    retry signals of ``request``) are the only other ones."""
     import ast
     import inspect
 

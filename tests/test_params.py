@@ -1,18 +1,22 @@
 """params.yaml and the profiles stay in step, and the paper profile holds the paper's values."""
 
+import dataclasses
 import shlex
 import shutil
 import subprocess
 import sys
+import types
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
 from configs import write_params
-from midlevel_emotion.core.params import load_params, section
+from midlevel_emotion.core.config import Params, flatten
+from midlevel_emotion.core.params import load_params
 from midlevel_emotion.core.errors import ParamsError
-from midlevel_emotion.core.profiles import apply_profile, flatten, load_profile, profile_path
+from midlevel_emotion.core.profiles import apply_profile, load_profile, profile_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = ["profiles/paper.yaml", "profiles/soundtracks-only.yaml"]
@@ -22,8 +26,8 @@ def load(name: str) -> dict:
     return flatten(yaml.safe_load((ROOT / name).read_text()))
 
 
-def applied(profile: str, tmp_path: Path) -> dict:
-    """params.yaml with the profile applied, as the documented command writes it."""
+def applied(profile: str, tmp_path: Path) -> Params:
+    """params.yaml with the profile applied, as the documented command writes it, read as the stages read it."""
     target = tmp_path / "params.yaml"
     shutil.copy(ROOT / "params.yaml", target)
     apply_profile(ROOT / profile, target)
@@ -58,7 +62,7 @@ def test_applying_a_profile_keeps_comments_and_other_values(tmp_path):
     before, after = (ROOT / "params.yaml").read_text().splitlines(), text.splitlines()
     assert len(before) == len(after)  # one line per changed value, the rest untouched
     assert sum(a != b for a, b in zip(before, after)) == len(load_profile(ROOT / "profiles/paper.yaml", ROOT / "params.yaml"))
-    flat, default = flatten({k: v for k, v in params.items() if k != "_path"}), load("params.yaml")
+    flat, default = flatten(params.raw), load("params.yaml")
     changed = {k for k in default if default[k] != flat[k]}
     assert changed == set(load_profile(ROOT / "profiles/paper.yaml", ROOT / "params.yaml"))
 
@@ -70,15 +74,15 @@ def test_the_profile_script_prints_dvc_exp_run_arguments():
 
 
 def test_paper_profile_has_the_papers_hyperparameters(tmp_path):
-    paper = flatten({k: v for k, v in applied("profiles/paper.yaml", tmp_path).items() if k != "_path"})
-    assert paper["data.source"] == "download"
-    assert paper["train.crop_seconds"] == 10.0 and paper["train.batch_size"] == 8
-    assert paper["train.learning_rate"] == 0.0005 and paper["train.patience"] == 50
-    assert paper["train.max_epochs"] == 199 and len(paper["runs.seeds"]) == 10
-    assert paper["runs.test_fraction"] == 0.2 and paper["train_a2mid.plus_test_fraction"] == 0.08
-    assert paper["spectrogram.fps"] == 31.25 and paper["resample.sample_rate"] == 22050
+    paper = applied("profiles/paper.yaml", tmp_path)
+    assert paper.data.source == "download"
+    assert paper.train.crop_seconds == 10.0 and paper.train.batch_size == 8
+    assert paper.train.learning_rate == 0.0005 and paper.train.patience == 50
+    assert paper.train.max_epochs == 199 and len(paper.runs.seeds) == 10
+    assert paper.runs.test_fraction == 0.2 and paper.train_a2mid.plus_test_fraction == 0.08
+    assert paper.spectrogram.fps == 31.25 and paper.resample.sample_rate == 22050
     # the short-training adaptations of the embedded default are off: the paper's init and BN
-    assert paper["train.output_init"] == "kaiming" and paper["train.precise_bn"] is False
+    assert paper.train.output_init == "kaiming" and paper.train.precise_bn is False
 
 
 def test_soundtracks_only_profile_differs_only_in_the_data_source():
@@ -95,8 +99,8 @@ def test_missing_keys_name_the_file(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "nope.yaml")
     params = load_params(ROOT / "params.yaml")
-    with pytest.raises(ParamsError, match=r"params.yaml: missing key 'train.nope'"):
-        section(params, "train.nope")
+    with pytest.raises(AttributeError, match="nope"):  # a typo in the code fails, never reads a default
+        params.train.nope  # noqa: B018
 
 
 def test_an_old_params_file_names_the_key_it_lacks(tmp_path):
@@ -143,15 +147,91 @@ def test_every_key_of_params_yaml_and_the_profiles_passes_and_the_schema_knows_n
     load_params(ROOT / "params.yaml")
 
 
+def _dotted_fields(cls: type, prefix: str = "") -> list[str]:
+    """The dotted names of a section dataclass's keys, walked here independently of config._schema."""
+    hints = typing.get_type_hints(cls)
+    out: list[str] = []
+    for f in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += _dotted_fields(hints[f.name], f"{prefix}{f.name}.")
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+def test_the_schema_is_the_dataclass_fields_each_with_its_rule_and_no_default():
+    from midlevel_emotion.core.config import SCHEMA
+
+    sections = [f for f in dataclasses.fields(Params) if f.name not in ("path", "raw")]
+    keys = [key for f in sections for key in _dotted_fields(typing.get_type_hints(Params)[f.name], f"{f.name}.")]
+    assert keys == list(SCHEMA)  # same keys, same order (the order of the messages)
+    assert [f.name for f in sections] == list(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    for f in dataclasses.fields(Params):
+        assert f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING, f.name
+    for f in sections:
+        section_type = typing.get_type_hints(Params)[f.name]
+        for key in dataclasses.fields(section_type):
+            assert key.default is dataclasses.MISSING and key.default_factory is dataclasses.MISSING, (f.name, key.name)
+            assert "rule" in key.metadata or dataclasses.is_dataclass(typing.get_type_hints(section_type)[key.name])
+
+
+def test_the_typed_params_hold_values_of_their_declared_types():
+    params = load_params(ROOT / "params.yaml")
+    flat = load("params.yaml")
+    for key, raw in flat.items():
+        *parents, name = key.split(".")
+        owner = params
+        for part in parents:
+            owner = getattr(owner, part)
+        value, hint = getattr(owner, name), typing.get_type_hints(type(owner))[name]
+        allowed = typing.get_args(hint) if typing.get_origin(hint) is types.UnionType else (hint,)
+        allowed = tuple(typing.get_origin(t) or t for t in allowed)
+        assert isinstance(value, allowed) and (bool in allowed or not isinstance(value, bool)), (key, value, hint)
+        assert value == (tuple(raw) if isinstance(raw, list) else raw), key  # the same value, typed
+    # whole numbers YAML wrote for number keys become floats; lists become tuples
+    assert params.grid.slurm.mem_gb == 8.0 and type(params.grid.slurm.mem_gb) is float
+    assert type(params.download.timeout_seconds) is float and type(params.download.retries) is int
+    assert params.runs.seeds == (0, 1, 2) and all(type(s) is int for s in params.runs.seeds)
+    assert isinstance(params.download.archives, tuple) and all(isinstance(a, dict) for a in params.download.archives)
+    assert params.train.precise_bn is True and params.grid.slurm.partition is None
+    assert params.spectrogram_settings().sample_rate == params.resample.sample_rate
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.train.max_epochs = 3  # type: ignore[misc]
+
+
+def test_a_bad_value_in_a_mapping_or_a_replaced_section_names_the_key_in_one_line():
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["grid"]["slurm"]["mem_gb"] = "lots"
+    with pytest.raises(ParamsError) as caught:
+        Params.from_mapping(raw, "mine.yaml")
+    assert str(caught.value) == "mine.yaml: grid.slurm.mem_gb must be a number > 0, got 'lots'"
+    with pytest.raises(ParamsError, match=r"^params.yaml: expected a mapping at the top level$"):
+        Params.from_mapping(["train"])
+    params = load_params(ROOT / "params.yaml")
+    with pytest.raises(ParamsError) as caught:
+        dataclasses.replace(params.train, dropout=1.5)
+    assert str(caught.value) == "train.dropout must be a number in [0, 1), got 1.5"
+    with pytest.raises(ParamsError, match=r"^.*params.yaml: runs.seeds must be a non-empty list .*, got \[\]$"):
+        params.changed({"runs.seeds": []})
+
+
+def test_changed_params_are_checked_and_their_raw_mapping_follows():
+    params = load_params(ROOT / "params.yaml")
+    changed = params.changed({"train.max_epochs": 5, "runs.seeds": [4]})
+    assert changed.train.max_epochs == 5 and changed.runs.seeds == (4,) and changed.path == params.path
+    assert changed.raw["train"]["max_epochs"] == 5 and params.raw["train"]["max_epochs"] == params.train.max_epochs != 5
+    assert changed.train_a2mid == params.train_a2mid and changed != params
+
+
 def test_the_options_of_each_choice_are_the_ones_the_code_acts_on():
     from midlevel_emotion.core import config
     from midlevel_emotion.experiments import grid
     from midlevel_emotion.explanation import pairs
-    from midlevel_emotion.learning import precision, training
+    from midlevel_emotion.learning import adaptations, precision
 
     assert config.PRECISIONS == tuple(precision.DTYPES)
     assert pairs.PAIR_RULES is config.PAIR_RULES
-    assert grid.EXECUTORS is config.EXECUTORS and training.OUTPUT_INITS is config.OUTPUT_INITS
+    assert grid.EXECUTORS is config.EXECUTORS and adaptations.OUTPUT_INITS is config.OUTPUT_INITS
 
 
 @pytest.mark.parametrize("stage", ["train_a2e", "train_joint", "download", "evaluate"])

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from midlevel_emotion.core.params import flatten
+from midlevel_emotion.core.config import flatten
 from projects import BIN, TINY, copy_project, dvc, environment, make_project, run
 
 pytestmark = pytest.mark.slow

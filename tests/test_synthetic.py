@@ -15,12 +15,14 @@ import soundfile as sf
 from scipy import signal
 
 from midlevel_emotion.data import synthetic as S
-from midlevel_emotion.data.synthetic import labels as synthetic_labels
-from midlevel_emotion.data.synthetic import score, writer
+from midlevel_emotion.data.synthetic import harmony, parts, percussion, writer
+from midlevel_emotion.data.synthetic import truth as synthetic_truth
+from midlevel_emotion.data.synthetic.grid import Latent, tempo
 from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.data.corpus import (ANNOTATIONS_CSV, METADATA_CSV, MIDLEVEL_AUDIO_DIR, RATINGS_CSV,
-                                     SOUNDTRACKS_AUDIO_DIR, SYNTHETIC_TRUTH_JSON, load_labels, read_annotations, read_metadata,
-                                     read_ratings)
+from midlevel_emotion.data.formats import read_annotations, read_metadata, read_ratings
+from midlevel_emotion.data.labels import load_labels
+from midlevel_emotion.data.layout import (ANNOTATIONS_CSV, METADATA_CSV, MIDLEVEL_AUDIO_DIR, RATINGS_CSV,
+                                          SOUNDTRACKS_AUDIO_DIR, SYNTHETIC_TRUTH_JSON)
 
 SMALL = dict(seed=7, n_clips=24, n_soundtracks=12, duration_seconds=6.0)
 LABEL_FILES = (ANNOTATIONS_CSV, METADATA_CSV, RATINGS_CSV, SYNTHETIC_TRUTH_JSON)
@@ -232,19 +234,19 @@ def test_default_metadata_and_targets():
 
 
 def test_target_rule():
-    mu, sd = synthetic_labels._rating_moments(0.25)
+    mu, sd = synthetic_truth._rating_moments(0.25)
     assert S.target_category(mu[None, :]) == ["NEUTRAL"]
-    for category, emotion, sign in synthetic_labels._TARGET_RULES:
+    for category, emotion, sign in synthetic_truth._TARGET_RULES:
         row = mu.copy()
         row[EMOTIONS.index(emotion)] += sign * 2 * sd[EMOTIONS.index(emotion)]
         assert S.target_category(row[None, :]) == [category]
 
 
 def test_planted_table_and_latents_follow_the_canonical_orders():
-    """The planted table and the score's latent names are written in one order; corpus.py owns it."""
-    assert synthetic_labels._PLANTED_COLUMNS == MIDLEVEL_FEATURES
-    assert synthetic_labels._PLANTED_ROWS == EMOTIONS
-    assert score.Latent._fields == MIDLEVEL_FEATURES
+    """The planted table and the score's latent names are written in one order; constants.py owns it."""
+    assert synthetic_truth._PLANTED_COLUMNS == MIDLEVEL_FEATURES
+    assert synthetic_truth._PLANTED_ROWS == EMOTIONS
+    assert Latent._fields == MIDLEVEL_FEATURES
     assert writer._ANNOTATION_FILE_ORDER == tuple(MIDLEVEL_FEATURES.index(f) for f in (
         "melodiousness", "articulation", "rhythm_complexity", "rhythm_stability", "dissonance",
         "tonal_stability", "minorness"))  # the published column order of annotations.csv
@@ -286,16 +288,16 @@ def test_plan_and_audio_are_pinned(latent, seed, seconds, sample_rate, plan_sha,
 
 def test_score_parts_share_one_grid():
     """A metronomic grid has equal beats and no jitter; at complexity 0 the drums are kicks only."""
-    latent = score.Latent(*np.full(7, 0.5))._replace(rhythm_stability=1.0)
-    grid = score.tempo(np.random.default_rng(0), np.random.default_rng(1), latent, 4.0)
+    latent = Latent(*np.full(7, 0.5))._replace(rhythm_stability=1.0)
+    grid = tempo(np.random.default_rng(0), np.random.default_rng(1), latent, 4.0)
     np.testing.assert_allclose(np.diff(grid.beat_times), 60.0 / grid.bpm)
     assert not grid.jitter.any() and grid.n16 == 4 * grid.n_beats
     assert grid.time_at(8) == pytest.approx(grid.beat_times[2])
-    hits = score.drums(grid, np.random.default_rng(2), 0.0)
+    hits = percussion.drums(grid, np.random.default_rng(2), 0.0)
     assert hits and {name for name, _, _ in hits} == {"kick"}
-    assert len(score.drums(grid, np.random.default_rng(2), 1.0)) > 3 * len(hits)
-    harm = score.harmony(grid, np.random.default_rng(3), latent)
-    notes = score.bass(grid, harm, np.random.default_rng(4), 0.0)
+    assert len(percussion.drums(grid, np.random.default_rng(2), 1.0)) > 3 * len(hits)
+    harm = harmony.harmony(grid, np.random.default_rng(3), latent)
+    notes = parts.bass(grid, harm, np.random.default_rng(4), 0.0)
     beat = 60.0 / grid.bpm
     onsets = np.array([n.start for n in notes])
     np.testing.assert_allclose((onsets - grid.beat_times[0]) / beat, np.round((onsets - grid.beat_times[0]) / beat),
@@ -360,7 +362,7 @@ def test_smaller_rerun_removes_stale_clips(tmp_path):
 
 
 def test_midlevel_only_corpus(tmp_path):
-    from midlevel_emotion.data.corpus import check_layout
+    from midlevel_emotion.data.layout import check_layout
 
     raw = tmp_path / "raw"
     S.generate_corpus(raw, seed=1, n_clips=2, n_soundtracks=0, duration_seconds=2.0, jobs=1, progress=False)
@@ -559,7 +561,7 @@ def test_other_latents_barely_move_a_measure():
 
 @pytest.mark.parametrize("low, high", [(2, 5), (2, 6)])  # the Soundtracks films, the other artists
 def test_group_sizes_partition_n_within_bounds(low, high):
-    from midlevel_emotion.data.synthetic.labels import _group_sizes
+    from midlevel_emotion.data.synthetic.metadata import _group_sizes
 
     for n in [0, *range(low, 601)]:
         for seed in range(5):
@@ -570,7 +572,7 @@ def test_group_sizes_partition_n_within_bounds(low, high):
 
 
 def test_group_sizes_tops_up_a_short_tail_only_where_merging_overshoots():
-    from midlevel_emotion.data.synthetic.labels import _group_sizes, _repair_tail
+    from midlevel_emotion.data.synthetic.metadata import _group_sizes, _repair_tail
 
     # n=6, seed 0 draws 5 then 1: once merged into one film of 6
     assert _group_sizes(np.random.default_rng(0), 6, 2, 5) == [4, 2]
@@ -582,7 +584,7 @@ def test_group_sizes_tops_up_a_short_tail_only_where_merging_overshoots():
 
 @pytest.mark.parametrize("n, low, high", [(1, 2, 5), (1, 2, 6), (4, 5, 9), (5, 3, 4)])
 def test_group_sizes_rejects_what_cannot_be_partitioned(n, low, high):
-    from midlevel_emotion.data.synthetic.labels import _group_sizes
+    from midlevel_emotion.data.synthetic.metadata import _group_sizes
 
     with pytest.raises(ValueError, match="partition"):
         _group_sizes(np.random.default_rng(0), n, low, high)

@@ -7,12 +7,13 @@ import pytest
 import torch
 
 from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
-from midlevel_emotion.data.corpus import artist_disjoint_split, holdout, random_split
+from midlevel_emotion.data.splits import artist_disjoint_split, holdout, random_split
 from midlevel_emotion.learning.scores import fit_linear, pearson
 from midlevel_emotion.learning.checkpoints import load_checkpoint, save_checkpoint
 from midlevel_emotion.core.errors import CheckpointError
-from midlevel_emotion.learning.training import (ClipSet, crop, predict, init_output_layers, recalibrate_batchnorm,
-                                       recenter_output_bias, train, window_starts)
+from midlevel_emotion.learning.inference import crop, predict, window_starts
+from midlevel_emotion.learning.adaptations import init_output_layers, recalibrate_batchnorm, recenter_output_bias
+from midlevel_emotion.learning.training import ClipSet, train
 
 from configs import train_config
 
@@ -221,7 +222,7 @@ def test_output_init_kaiming_keeps_the_papers_initialisation_and_bad_values_fail
 
 
 def test_validation_scores_a_copy_with_precise_batchnorm_statistics():
-    from midlevel_emotion.learning.training import inference_model
+    from midlevel_emotion.learning.adaptations import inference_model
     torch.manual_seed(0)
     from midlevel_emotion.learning.models import build_model
     model = build_model("a2mid")
@@ -262,11 +263,12 @@ def test_recenter_output_bias_moves_the_mean_prediction_onto_the_train_mean_and_
 # ---------------------------------------------------------------------------------------
 # Config from params.yaml only; params hash; curves through DVCLive
 
-import dataclasses
+import hashlib
 import json
 
 import yaml
 
+from midlevel_emotion.core.config import Params
 from midlevel_emotion.core.params import load_params
 from midlevel_emotion.core.errors import ParamsError
 from midlevel_emotion.learning.checkpoints import params_hash
@@ -279,19 +281,20 @@ def test_train_config_has_no_defaults_and_comes_from_params_only():
     assert all(f.default is dataclasses.MISSING for f in dataclasses.fields(TrainConfig))
     with pytest.raises(TypeError):
         TrainConfig()
-    params = load_params(PARAMS)
+    raw = yaml.safe_load(PARAMS.read_text())
     for key in TRAIN_KEYS:  # every train key reaches the config, none is shadowed
-        value = params["train"][key]
-        params["train"][key] = 0.25 if isinstance(value, float) else value
-    params["train"]["max_epochs"], params["spectrogram"]["fps"] = 77, 20.0
-    params["train_joint"]["midlevel_loss_weight"] = 2.5
+        value = raw["train"][key]
+        raw["train"][key] = 0.25 if isinstance(value, float) else value
+    raw["train"]["max_epochs"], raw["spectrogram"]["fps"] = 77, 20.0
+    raw["train_joint"]["midlevel_loss_weight"] = 2.5
+    params = Params.from_mapping(raw)
     a2e, joint = TrainConfig.from_params(params, "a2e"), TrainConfig.from_params(params, "joint")
-    assert all(getattr(joint, key) == params["train"][key] for key in TRAIN_KEYS)
+    assert all(getattr(joint, key) == raw["train"][key] for key in TRAIN_KEYS)
     assert joint.max_epochs == 77 and joint.fps == 20.0 and joint.midlevel_loss_weight == 2.5
     assert a2e.midlevel_loss_weight is None and dataclasses.replace(a2e, midlevel_loss_weight=2.5) == joint
-    del params["train"]["patience"]
+    del raw["train"]["patience"]
     with pytest.raises(ParamsError, match=r"params.yaml: missing key 'train.patience'"):
-        TrainConfig.from_params(params, "a2e")
+        TrainConfig.from_params(Params.from_mapping(raw), "a2e")
     a2e_config = dataclasses.replace(SMALL, midlevel_loss_weight=None)
     with pytest.raises(ValueError, match="midlevel_loss_weight"):
         train("joint", toy_clip_set(kind="joint"), toy_clip_set(6, seed=1, kind="joint"), mean=0.0, std=1.0,
@@ -304,12 +307,13 @@ def test_params_hash_names_the_whole_params_content_not_the_file(tmp_path):
     raw = yaml.safe_load(PARAMS.read_text())
     copy.write_text(yaml.safe_dump(dict(reversed(list(raw.items()))), sort_keys=False))
     moved = load_params(copy)
-    assert moved["_path"] != params["_path"] and params_hash(moved) == params_hash(params)
-    for section, key, value in (("train", "learning_rate", 0.001), ("explain", "pair_selection", "formula"),
-                                ("synthetic", "seed", 1)):
-        changed = load_params(PARAMS)
-        changed[section][key] = value
-        assert params_hash(changed) != params_hash(params), (section, key)
+    assert moved.path != params.path and params_hash(moved) == params_hash(params)
+    for key, value in (("train.learning_rate", 0.001), ("explain.pair_selection", "formula"), ("synthetic.seed", 1)):
+        changed = load_params(PARAMS).changed({key: value})
+        assert params_hash(changed) != params_hash(params), key
+    # the digest is the one checkpoints always recorded: the file's mapping as YAML loaded it
+    blob = json.dumps(raw, sort_keys=True, default=str)
+    assert params_hash(params) == hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def test_on_epoch_sees_each_history_row_and_leaves_training_unchanged():

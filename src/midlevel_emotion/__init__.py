@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     # Lazy, so `import midlevel_emotion` stays cheap for the stages that never explain.
     if name in ("explain", "Explanation", "compare"):
-        from .explanation import explanation
+        from .explanation import song
 
-        return getattr(explanation, name)
+        return getattr(song, name)
     raise AttributeError(f"module 'midlevel_emotion' has no attribute {name!r}")

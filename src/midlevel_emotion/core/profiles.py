@@ -19,7 +19,7 @@ from ruamel.yaml.comments import CommentedSeq
 
 from .errors import ParamsError
 from .fileio import write_text
-from .params import flatten
+from .config import flatten
 
 PROFILE_DIR = Path("profiles")
 

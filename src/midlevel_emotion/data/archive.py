@@ -17,7 +17,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from ..core.errors import ArchiveError, CorruptArchiveError, UnsafeArchiveError, one_line
+from ..core.errors import ArchiveError, CorruptArchiveError, UnsafeArchiveError
 
 __all__ = ["extract_zip", "verify_zip"]
 

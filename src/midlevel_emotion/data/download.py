@@ -17,17 +17,16 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .archive import extract_zip, verify_zip
-from ..core.config import DATA_SOURCES
-from .corpus import validate_raw
+from ..core.config import DATA_SOURCES, Params
+from .labels import validate_raw
 from ..core.errors import ArchiveError, DownloadError
 from ..core.fileio import remove_stale_staging, replace_dir, staging_dir
 from .localcopy import copy_local, link_or_copy, local_dir, pipeline_outputs, refuse_inside_outputs
-from ..core.params import section
 from .synthetic import generate_corpus
 from .transfer import fetch, sha256_file
 
@@ -219,12 +218,11 @@ def _raise_all(failures: list[tuple[str, DownloadError]], n_archives: int) -> No
 # The download stage
 
 
-def _local_folders(params: Mapping[str, Any], raw_dir: Path) -> tuple[Path | None, Path | None]:
+def _local_folders(params: Params, raw_dir: Path) -> tuple[Path | None, Path | None]:
     """The ``local`` folders, refused when they lie inside anything the pipeline deletes."""
-    cfg = section(params, "local")
-    folders = {key: local_dir(cfg.get(key), f"local.{key}")
+    folders = {key: local_dir(getattr(params.local, key), f"local.{key}")
                for key in ("midlevel_dir", "soundtracks_dir")}
-    root = Path(params.get("_path", "params.yaml")).resolve().parent
+    root = Path(params.path).resolve().parent
     dvc_yaml = root / "dvc.yaml" if (root / "dvc.yaml").is_file() else Path("dvc.yaml")
     outputs = [raw_dir, *pipeline_outputs(dvc_yaml)]
     outputs += [p for p in raw_dir.parent.glob(f".{raw_dir.name}.*") if p.is_dir()]
@@ -233,20 +231,20 @@ def _local_folders(params: Mapping[str, Any], raw_dir: Path) -> tuple[Path | Non
     return folders["midlevel_dir"], folders["soundtracks_dir"]
 
 
-def prepare_raw(source: str, raw_dir: Path, params: dict, *, progress: bool = True) -> dict[str, bool]:
+def prepare_raw(source: str, raw_dir: Path, params: Params, *, progress: bool = True) -> dict[str, bool]:
     """The ``download`` stage: fill ``raw_dir`` with the datasets in their published layout.
 
     Parameters
     ----------
     source : {"synthetic", "download", "local"}
         ``synthetic`` generates the embedded corpus, ``download`` fetches the archives listed
-        in ``params['download']['archives']``, ``local`` copies directories the user has.
+        in ``params.download.archives``, ``local`` copies directories the user has.
     raw_dir : Path
         Destination; it appears only once complete (built in a sibling staging directory,
         then renamed), so an interrupted run never leaves a complete-looking corpus. Staging
         directories an earlier, killed run left are removed first.
-    params : dict
-        The whole params file.
+    params : Params
+        The whole params file (:func:`midlevel_emotion.core.params.load_params`).
 
     Returns
     -------
@@ -269,11 +267,11 @@ def prepare_raw(source: str, raw_dir: Path, params: dict, *, progress: bool = Tr
     staging = staging_dir(raw_dir)
     try:
         if source == "synthetic":
-            generate_corpus(staging, progress=progress, **section(params, "synthetic"))
+            generate_corpus(staging, progress=progress, **asdict(params.synthetic))
         elif source == "download":
-            cfg = section(params, "download")
-            download_archives(cfg["archives"], staging, archive_dir=Path(cfg["archive_dir"]),
-                              progress=progress, limits=cfg)
+            cfg = params.download
+            download_archives(list(cfg.archives), staging, archive_dir=Path(cfg.archive_dir),
+                              progress=progress, limits=asdict(cfg))
         else:
             copy_local(*local, staging)
         present = validate_raw(staging, shown_as=raw_dir)  # bad label files stop this stage

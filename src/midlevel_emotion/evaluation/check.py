@@ -24,7 +24,8 @@ import pandas as pd
 from .collect import collect
 from ..core.errors import CheckError, ParamsError
 from .headline import HIGHER_IS_BETTER, per_run
-from ..core.params import flatten, load_params, section
+from ..core.config import flatten
+from ..core.params import load_params
 
 
 @dataclass
@@ -283,7 +284,7 @@ def _corpus(params_path: Path) -> str:
     import yaml
 
     try:
-        return str(section(load_params(params_path), "data.source"))
+        return load_params(params_path).data.source
     except ParamsError as err:
         raise CheckError(f"{err} (use --mode paper|embedded)") from None
     except (OSError, yaml.YAMLError):

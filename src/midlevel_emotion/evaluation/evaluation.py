@@ -5,25 +5,29 @@ and the Markdown report.
 
 The work is split by concern: :mod:`midlevel_emotion.evaluation.collect` reads the training stages'
 result tables (:mod:`midlevel_emotion.experiments.results`) and checks the paired design and the leak;
-:mod:`midlevel_emotion.evaluation.statistics` computes the tables; :mod:`midlevel_emotion.evaluation.report` renders
-them. :func:`evaluate` wires them together for ``stages/evaluate.py``.
+:mod:`midlevel_emotion.evaluation.tables` computes the tables (with
+:mod:`midlevel_emotion.evaluation.statistics`), :mod:`midlevel_emotion.evaluation.planted_truth` and
+:mod:`midlevel_emotion.evaluation.stability` score the explanations; :mod:`midlevel_emotion.evaluation.report`
+renders them. :func:`evaluate` wires them together for ``stages/evaluate.py``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .collect import check_seeds, check_test_ids, collect, leak_check, learned_weights, read_truth_weights
 from .check import check_embedded, check_paper, read_json
-from ..data.corpus import SYNTHETIC_TRUTH_JSON
+from ..data.layout import SYNTHETIC_TRUTH_JSON
 from ..core.errors import EvaluationError
 from .headline import headline
 from .report import render_report
-from ..core.params import section
-from .statistics import (calibration, coe_table, explanation_stability, explanation_truth, list_paths, rounded, table2,
-                         table3)
+from ..core.config import Params
+from .metrics_file import list_paths, rounded
+from .planted_truth import explanation_truth
+from .stability import explanation_stability
+from .tables import calibration, coe_table, table2, table3
 
 __all__ = ["EvaluationError", "evaluate", "load_reference"]
 
@@ -41,7 +45,7 @@ def load_reference(path: Path) -> dict[str, Any]:
 
 
 def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path: Path,
-             params: Mapping[str, Any], checks_path: Path = Path("reference/checks.json")) -> dict[str, Any]:
+             params: Params, checks_path: Path = Path("reference/checks.json")) -> dict[str, Any]:
     """Run the whole evaluation.
 
     Parameters
@@ -58,7 +62,7 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
         ``reference/paper.json``.
     checks_path : Path
         ``reference/checks.json``: the rules of the verdict in the report (:mod:`check`).
-    params : mapping
+    params : Params
         Reads ``data.source``, ``runs.seeds`` and ``train.output_init`` (a note on the Joint
         model's start).
 
@@ -68,7 +72,7 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
         ``metrics`` (scalar, nested dicts, no lists: ``n_runs``, ``table2``, ``table3``,
         ``calibration``, ``leak_check``, ``explanation_truth`` (synthetic corpus only),
         ``explanation_stability`` (every corpus: how much the runs' emotion layers agree,
-        :func:`midlevel_emotion.evaluation.statistics.weight_stability`)), ``headline`` (the selection
+        :func:`midlevel_emotion.evaluation.stability.weight_stability`)), ``headline`` (the selection
         :func:`midlevel_emotion.evaluation.headline.headline` makes of them), ``verdict`` (against the
         paper, or the embedded run's expectations on the synthetic corpus), ``report``
         (Markdown), and
@@ -83,9 +87,9 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
         Inconsistent inputs: different seeds across models (or vs params), different test
         clips for one seed, an A2Mid that saw an emotion model's test clips, malformed files.
     """
-    corpus = str(section(params, "data.source"))
+    corpus = params.data.source
     collected = collect(results_dir)
-    seeds = check_seeds(collected, section(params, "runs.seeds"))
+    seeds = check_seeds(collected, params.runs.seeds)
     check_test_ids(collected)
     leaks = leak_check(collected)
 
@@ -121,7 +125,7 @@ def evaluate(results_dir: Path, models_dir: Path, raw_dir: Path, reference_path:
               "not_run": collected.not_run, "leak_check": leaks, "truth_skipped": truth_skipped,
               "truth_error": truth_error, "stability_sign_agreement": stability_signs,
               "stability_skipped": stability_skipped, "reference_path": str(reference_path),
-              "output_init": str(section(params, "train.output_init"))}
+              "output_init": params.train.output_init}
     reference = load_reference(reference_path)
     result["headline"] = headline(metrics)
     rules = read_json(checks_path)

@@ -18,7 +18,8 @@ import pandas as pd
 
 from .collect import Collected
 from ..experiments.results import group_mse
-from .statistics import BASELINE, COE_ROWS, run_averages
+from .statistics import run_averages
+from .tables import BASELINE, COE_ROWS
 
 #: Models with an average-r row: key (as in :data:`midlevel_emotion.evaluation.collect.MODELS`) ->
 #: (model in the records, target group) for its MSE ratio.

@@ -13,8 +13,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..core.constants import EMOTIONS, MIDLEVEL_FEATURES
-from ..data.corpus import SYNTHETIC_TRUTH_JSON
-from .statistics import AVERAGE, BASELINE, CALIBRATION_MODELS, COE_ROWS, TABLE2_MODELS, TABLE3_MODELS, min_wilcoxon_p
+from ..data.layout import SYNTHETIC_TRUTH_JSON
+from .statistics import AVERAGE, min_wilcoxon_p
+from .tables import BASELINE, CALIBRATION_MODELS, COE_ROWS, TABLE2_MODELS, TABLE3_MODELS
 
 COLS = list(EMOTIONS) + [AVERAGE]
 #: The models with a learned mid-level -> emotion layer: key -> label in the explanation sections.

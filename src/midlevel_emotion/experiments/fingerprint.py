@@ -102,7 +102,7 @@ def probe_data_path(*, seed: int = 0, duration_seconds: float = 3.0, width: floa
 
     The steps are the pipeline's own functions: ``synthetic.generate_corpus`` (render and mp3
     encode), ``audio.load`` (decode, downmix, soxr resampling, peak normalisation),
-    ``features.log_filtered_spectrogram``, the store's mean and std (``store.write_store_from_arrays``,
+    ``features.log_filtered_spectrogram``, the store's mean and std (``store_writer.write_store_from_arrays``,
     the arithmetic of the ``spectrogram`` stage's ``stats.json``), one epoch of
     :func:`training.train` for A2E, A2Mid and Joint (a ``width`` trunk, so an emulated CPU
     gets through it) on crops of those spectrograms, and the evaluation's numbers
@@ -123,9 +123,10 @@ def probe_data_path(*, seed: int = 0, duration_seconds: float = 3.0, width: floa
     from ..core.constants import SpectrogramSettings
     from ..signal.features import log_filtered_spectrogram
     from ..learning.scores import fit_linear, pearson
-    from ..signal.store import write_store_from_arrays
+    from ..signal.store_writer import write_store_from_arrays
     from ..data.synthetic import generate_corpus
-    from ..learning.training import ClipSet, TrainConfig, predict, train
+    from ..learning.inference import predict
+    from ..learning.training import ClipSet, TrainConfig, train
 
     steps: dict[str, str] = {}
     settings = SpectrogramSettings()

@@ -34,10 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from ..core.config import EXECUTORS
+from ..core.config import EXECUTORS, Params, SlurmParams
 from ..core.determinism import REPRODUCIBLE_THREADS, configure_cpu
-from ..core.errors import GridError, ParamsError
-from ..core.params import section
+from ..core.errors import GridError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -58,22 +57,21 @@ class GridSettings:
     executor: str
     jobs: int
     reproducible: bool  # train.reproducible: fixes each run's thread count
-    slurm: dict[str, Any]
+    slurm: SlurmParams | None  # grid.slurm: needed by the slurm executor only
 
     def __post_init__(self) -> None:
         if self.executor not in EXECUTORS:
             raise ValueError(f"grid.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if isinstance(self.jobs, bool) or not isinstance(self.jobs, int) or self.jobs < 0:
             raise ValueError(f"grid.jobs must be an integer >= 0 (0 = as many as fill the machine), got {self.jobs!r}")
+        if self.executor == "slurm" and self.slurm is None:
+            raise ValueError("grid.executor is slurm, but no grid.slurm settings were given")
 
     @classmethod
-    def from_params(cls, params: dict[str, Any]) -> "GridSettings":
-        slurm = {key: section(params, f"grid.slurm.{key}") for key in (*SLURM_PARAMETERS, "log_dir")}
-        try:
-            return cls(executor=section(params, "grid.executor"), jobs=section(params, "grid.jobs"),
-                       reproducible=bool(section(params, "train.reproducible")), slurm=slurm)
-        except ValueError as err:
-            raise ParamsError(f"{params.get('_path', 'params.yaml')}: {err}") from None
+    def from_params(cls, params: Params) -> "GridSettings":
+        """The settings params.yaml's ``grid`` and ``train.reproducible`` give (checked as the file was read)."""
+        return cls(executor=params.grid.executor, jobs=params.grid.jobs, reproducible=params.train.reproducible,
+                   slurm=params.grid.slurm)
 
 
 @dataclass(frozen=True)
@@ -239,19 +237,20 @@ def _run_on_slurm(tasks: Sequence[RunTask], settings: GridSettings, *, desc: str
     from tqdm.auto import tqdm
 
     slurm = settings.slurm
+    assert slurm is not None  # GridSettings refuses the slurm executor without it
     # One folder per stage invocation: submitit finds a job's result by job id, and a stale
     # result of an earlier job with the same id (another cluster, a reset counter) must not count.
     invocation = f"{desc}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    folder = Path(slurm["log_dir"]).absolute() / invocation / "%j"
+    folder = Path(slurm.log_dir).absolute() / invocation / "%j"
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     except RuntimeError as err:  # submitit finds no srun: not on a Slurm cluster
         raise ValueError(f"grid.executor is slurm, but {err} (set grid.executor: local)") from None
-    executor.update_parameters(name=desc, **{parameter: slurm[key] for key, parameter in SLURM_PARAMETERS.items()
-                                             if slurm[key] is not None})
+    given = {parameter: getattr(slurm, key) for key, parameter in SLURM_PARAMETERS.items()}
+    executor.update_parameters(name=desc, **{parameter: value for parameter, value in given.items() if value is not None})
     # Paths must mean the same on the nodes: absolute, on the shared filesystem.
     placed = [dataclasses.replace(task, store=Path(task.store).absolute(), checkpoint=Path(task.checkpoint).absolute(),
-                                  threads=REPRODUCIBLE_THREADS if settings.reproducible else slurm["cpus_per_task"],
+                                  threads=REPRODUCIBLE_THREADS if settings.reproducible else slurm.cpus_per_task,
                                   reproducible=settings.reproducible)
               for task in tasks]
     jobs = executor.map_array(run_task, placed)

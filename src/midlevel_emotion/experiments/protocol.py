@@ -24,16 +24,18 @@ import numpy as np
 from dvclive import Live
 
 from ..core.constants import EMOTIONS, MIDLEVEL_FEATURES, run_name
-from ..data.corpus import Labels, Split, align, artist_disjoint_split, holdout, load_labels, random_split
+from ..data.labels import Labels, load_labels
+from ..data.splits import Split, align, artist_disjoint_split, holdout, random_split
 from ..core.errors import MissingDataError
 from ..core.fileio import write_json, write_text
 from ..learning.scores import fit_linear
 from ..signal.store import SpectrogramStore
-from ..core.params import section
+from ..core.config import Params
 from . import results
 from ..learning.checkpoints import load_checkpoint, params_hash, save_checkpoint
 from .grid import GridSettings, RunResult, RunTask, run_grid
-from ..learning.training import TrainConfig, predict
+from ..learning.inference import predict_checkpoint
+from ..learning.training import TrainConfig
 
 NOT_RUN_FILE = results.NOT_RUN_FILE
 
@@ -44,22 +46,22 @@ class Context:
 
     labels: Labels
     stores: dict[str, SpectrogramStore]
-    params: dict[str, Any]
+    params: Params
     progress: bool = True
 
     @classmethod
-    def load(cls, raw_dir: Path, spectrogram_dir: Path, params: dict[str, Any], progress: bool = True) -> "Context":
+    def load(cls, raw_dir: Path, spectrogram_dir: Path, params: Params, progress: bool = True) -> "Context":
         stores = {name: SpectrogramStore.open(Path(spectrogram_dir) / name)
                   for name in ("midlevel", "soundtracks") if (Path(spectrogram_dir) / name).is_dir()}
         return cls(load_labels(raw_dir), stores, params, progress)
 
     @property
     def corpus(self) -> str:
-        return str(section(self.params, "data.source"))
+        return self.params.data.source
 
     @property
     def seeds(self) -> list[int]:
-        return [int(s) for s in section(self.params, "runs.seeds")]
+        return list(self.params.runs.seeds)
 
     def config(self, kind: str) -> TrainConfig:
         """The training hyperparameters for a ``kind`` model (see :meth:`TrainConfig.from_params`)."""
@@ -89,8 +91,8 @@ def emotion_clip_ids(ctx: Context, decisions: list[str]) -> list[str]:
 
 
 def run_split(ctx: Context, seed: int, ids: list[str]) -> Split:
-    return random_split(ids, seed=seed, test_fraction=section(ctx.params, "runs.test_fraction"),
-                        validation_fraction=section(ctx.params, "train.validation_fraction"))
+    return random_split(ids, seed=seed, test_fraction=ctx.params.runs.test_fraction,
+                        validation_fraction=ctx.params.train.validation_fraction)
 
 
 #: Where DVCLive writes the per-epoch curves, under a log's directory (``Live.plots_dir``).
@@ -180,8 +182,8 @@ def check_precision(ctx: Context) -> str | None:
     from ..learning.precision import check
     from ..learning.training import default_device
 
-    return check(section(ctx.params, "train.precision"), default_device(),
-                 reproducible=bool(section(ctx.params, "train.reproducible")))
+    return check(ctx.params.train.precision, default_device(),
+                 reproducible=ctx.params.train.reproducible)
 
 
 # ---------------------------------------------------------------------------------------
@@ -196,7 +198,7 @@ def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path:
                              "No mid-level annotations in data/raw (a Soundtracks-only corpus): "
                              "A2Mid+, A2Mid and A2Mid2E need the Mid-level Perceptual Features dataset.",
                              plots_dir)
-    p = section(ctx.params, "train_a2mid")
+    p = ctx.params.train_a2mid
     features = list(MIDLEVEL_FEATURES)
     decisions: list[str] = list(labels.decisions)
     store = ctx.stores["midlevel"]
@@ -206,7 +208,7 @@ def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path:
 
     def fit(name: str, train_ids: list[str], test_ids: list[str], seed: int, st: SpectrogramStore, ylab,
             song_ids: dict[str, str] | None = None) -> None:
-        tr, va = holdout(train_ids, fraction=section(ctx.params, "train.validation_fraction"), seed=seed)
+        tr, va = holdout(train_ids, fraction=ctx.params.train.validation_fraction, seed=seed)
         targets = {"train": ylab.loc[tr, features].to_numpy(), "validation": ylab.loc[va, features].to_numpy(),
                    "test": ylab.loc[test_ids, features].to_numpy() if test_ids else None}
         tasks.append(run_task_for(ctx, "a2mid", st, (tr, va, test_ids), targets, seed=seed, name=name, model=name,
@@ -214,22 +216,22 @@ def train_a2mid(ctx: Context, models_dir: Path, results_dir: Path, metrics_path:
 
     # A2Mid+: all mid-level clips, Aljanaki's artist-disjoint test split
     train_ids, test_ids = artist_disjoint_split(labels.metadata, [i for i in ids if i in labels.metadata.index],
-                                                test_fraction=p["plus_test_fraction"], seed=p["seed"])
+                                                test_fraction=p.plus_test_fraction, seed=p.seed)
     train_ids += [i for i in ids if i not in labels.metadata.index]
-    fit("a2mid_plus", train_ids, test_ids, p["seed"], store, y)
+    fit("a2mid_plus", train_ids, test_ids, p.seed, store, y)
 
     # A2Mid: Soundtracks clips only, random 20 % test
     if labels.soundtracks_midlevel is not None and "soundtracks" in ctx.stores:
         st_store = ctx.stores["soundtracks"]
         st_ids = align(list(labels.soundtracks_midlevel.index), set(st_store.clip_ids), "soundtracks", decisions)
-        rest, test = holdout(st_ids, fraction=p["soundtracks_test_fraction"], seed=p["seed"])
-        fit("a2mid", rest, test, p["seed"], st_store, labels.soundtracks_midlevel, labels.soundtracks_song_ids)
+        rest, test = holdout(st_ids, fraction=p.soundtracks_test_fraction, seed=p.seed)
+        fit("a2mid", rest, test, p.seed, st_store, labels.soundtracks_midlevel, labels.soundtracks_song_ids)
 
     # The A2Mid behind A2Mid2E: mid-level clips that are not Soundtracks clips (its training
     # ids are recorded; `evaluate` checks them against every emotion run's test clips)
     soundtrack_song_ids = set(labels.soundtracks_song_ids.values())
     non_st = [i for i in ids if i not in soundtrack_song_ids]
-    fit("a2mid_for_a2mid2e", non_st, [], p["seed"], store, y)
+    fit("a2mid_for_a2mid2e", non_st, [], p.seed, store, y)
     records, splits = train_runs(ctx, "train_a2mid", tasks, plots_dir)
     write_text(models_dir / "data_decisions.txt", "".join(f"{d}\n" for d in decisions))
     return results.write_stage(results_dir, metrics_path, records, splits, {"excluded_clips": len(decisions)})
@@ -246,9 +248,7 @@ def fit_mid2e(ctx: Context, a2mid_checkpoint: Path, models_dir: Path, results_di
     ids = emotion_clip_ids(ctx, decisions)
     store = ctx.stores["soundtracks"]
     a2mid, meta = load_checkpoint(a2mid_checkpoint)
-    mid_pred = predict(a2mid, [store.clip(i) for i in ids], mean=meta["spectrogram"]["mean"],
-                       std=meta["spectrogram"]["std"], crop_frames=meta["input"]["crop_frames"],
-                       hop_frames=ctx.config("a2mid2e").hop_frames)
+    mid_pred = predict_checkpoint(a2mid, meta, [store.clip(i) for i in ids])
     mid_pred = dict(zip(ids, mid_pred))
     annotated = labels.soundtracks_midlevel.loc[ids, list(MIDLEVEL_FEATURES)]
     emotions = labels.emotions.loc[ids, list(EMOTIONS)]

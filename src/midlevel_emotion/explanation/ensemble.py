@@ -13,7 +13,7 @@ sign from seed to seed, so an ensemble explanation reports, per emotion and feat
 
 Every run hears the same input (the checkpoints must agree on the spectrogram and the window),
 so a file is decoded and turned into windows once, and each batch of windows goes through
-every run's network (:mod:`.explanation_batch`).
+every run's network (:mod:`.batch`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ import numpy as np
 
 from ..core.constants import EMOTIONS, MIDLEVEL_FEATURES
 from ..core.errors import CheckpointError
-from .explanation import DEFAULT_CHECKPOINT, Explanation, load_model, spread
+from .effects import spread
+from .network import DEFAULT_CHECKPOINT, load_model
+from .song import Explanation
 
 #: The runs of the Joint model that the pipeline trains (``models/joint/joint_seed_<s>.pt``).
 JOINT_RUNS = DEFAULT_CHECKPOINT.parent
@@ -40,7 +42,7 @@ def checkpoint_paths(given: Sequence[str | Path]) -> list[Path]:
     given : sequence of paths
         Checkpoint files and folders of them, e.g. ``["models/joint"]``. Empty: every run
         of the Joint model in ``models/joint/`` when there is one, else
-        :data:`midlevel_emotion.explanation.explanation.DEFAULT_CHECKPOINT` (whose absence the loader
+        :data:`midlevel_emotion.explanation.network.DEFAULT_CHECKPOINT` (whose absence the loader
         reports).
 
     Raises

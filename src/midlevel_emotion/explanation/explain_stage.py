@@ -20,16 +20,17 @@ import numpy as np
 import pandas as pd
 
 from . import figures
-from ..core.constants import EMOTIONS, MIDLEVEL_FEATURES, checkpoint_file, hop_frames
-from ..data.corpus import Labels, load_labels
+from ..core.constants import EMOTIONS, MIDLEVEL_FEATURES, checkpoint_file
+from ..data.labels import Labels, load_labels
 from ..core.csvsafe import frame_text
 from ..core.errors import CheckpointError
-from .explanation import effects, emotion_layer, load_model, spread
+from .effects import effects, emotion_layer, spread
+from .network import load_model
 from ..signal.store import SpectrogramStore
 from ..core.fileio import write_text
-from ..core.params import section
+from ..core.config import Params
 from .pairs import correlation_matrix, scaled_distances, select_pair, song_pair_frame, song_pair_markdown
-from ..learning.training import predict
+from ..learning.inference import predict_checkpoint
 
 #: Everything the stage writes (relative to --plots / --reports); all always exist after a run.
 PLOT_OUTPUTS = ("effects.png", "effects.csv", "correlation_heatmap.png", "correlation.csv", "joint_weights.png",
@@ -85,7 +86,7 @@ def spread_frame(song_ids: list[str], run_effects: np.ndarray) -> pd.DataFrame:
     pd.DataFrame
         Columns ``song, emotion, feature, mean, std, min, max, sign_agreement``; rows as in
         :func:`effects_frame`. ``std`` (ddof=1), ``min``, ``max`` and ``sign_agreement`` are
-        :func:`midlevel_emotion.explanation.explanation.spread`'s; with one run ``std`` is empty (NaN),
+        :func:`midlevel_emotion.explanation.effects.spread`'s; with one run ``std`` is empty (NaN),
         ``min = max = mean`` and ``sign_agreement`` is 1.
     """
     run_effects = np.asarray(run_effects, dtype=np.float64)
@@ -135,7 +136,7 @@ class _Outputs:
 
 
 def explain_stage(raw_dir: Path, spectrogram_dir: Path, models_dir: Path, plots_dir: Path, reports_dir: Path,
-                  params: dict[str, Any], *, log: Any = print) -> dict[str, Any]:
+                  params: Params, *, log: Any = print) -> dict[str, Any]:
     """The ``explain`` stage: Figures 3-5, Table 4 and their data.
 
     Uses the Joint model of the first run (``models/joint/joint_seed_<runs.seeds[0]>.pt``) and
@@ -152,8 +153,8 @@ def explain_stage(raw_dir: Path, spectrogram_dir: Path, models_dir: Path, plots_
         ``{"written": [...], "not_run": {output: reason}, "pair": {...} or None}``.
     """
     raw_dir, models_dir = Path(raw_dir), Path(models_dir)
-    rule = section(params, "explain.pair_selection")  # its options: checked as params.yaml is read
-    seeds = [int(s) for s in section(params, "runs.seeds")]
+    rule = params.explain.pair_selection  # its options: checked as params.yaml is read
+    seeds = list(params.runs.seeds)
     out = _Outputs(Path(plots_dir), Path(reports_dir))
     labels = load_labels(raw_dir)
     _correlation_outputs(labels, out)
@@ -171,7 +172,7 @@ def explain_stage(raw_dir: Path, spectrogram_dir: Path, models_dir: Path, plots_
     test_ids = _test_ids(checkpoints[0], meta, labels, raw_dir)
     store = SpectrogramStore.open(Path(spectrogram_dir) / "soundtracks")
     started = time.perf_counter()
-    outputs = _predict_clips(model, meta, store, test_ids)
+    outputs = predict_checkpoint(model, meta, [store.clip(i) for i in test_ids])
     log(f"explain: predicted {len(test_ids)} test clips in {time.perf_counter() - started:.1f} s")
     pair = _select_song_pair(labels, test_ids, rule)
     started = time.perf_counter()
@@ -238,18 +239,6 @@ def _test_ids(checkpoint: Path, meta: dict, labels: Labels, raw_dir: Path) -> li
     return test_ids
 
 
-def _predict_clips(model: Any, meta: dict, store: SpectrogramStore, ids: list[str]) -> np.ndarray:
-    """(n_clips, 7 + 8) song-level outputs: the mean over windows at the evaluation hop, as in testing."""
-    spec = meta["spectrogram"]
-    hop = hop_frames(float(meta["input"]["eval_hop_seconds"]), float(spec["fps"]))
-    outputs = predict(model, [store.clip(i) for i in ids], mean=float(spec["mean"]), std=float(spec["std"]),
-                      crop_frames=int(meta["input"]["crop_frames"]), hop_frames=hop)
-    if not np.isfinite(outputs).all():
-        raise CheckpointError(f"{meta.get('path', 'checkpoint')}: the model's predictions are not finite "
-                              "(NaN or infinite); the checkpoint is damaged")
-    return outputs
-
-
 @dataclass(frozen=True)
 class _Pair:
     """The Section 7.2 song pair: rows ``i``, ``j`` of the first run's test clips, and why."""
@@ -298,7 +287,7 @@ def _pair_runs(pair: _Pair, model: Any, outputs: np.ndarray, others: list[Path],
     held_out = 1  # the pair is chosen among the first run's test clips
     for checkpoint in others:
         run_model, meta = load_model(checkpoint)
-        per_run.append(_pair_outputs(run_model, _predict_clips(run_model, meta, store, ids)))
+        per_run.append(_pair_outputs(run_model, predict_checkpoint(run_model, meta, [store.clip(i) for i in ids])))
         # A run that trained on a song may explain it more confidently: count the runs that did not.
         held_out += set(ids) <= {str(i) for i in (meta.get("extra") or {}).get("test_ids", [])}
     run_effects, predicted, bias = (np.stack(parts) for parts in zip(*per_run))

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..core.config import Params
 from ..core.constants import EMOTIONS, MIDLEVEL_FEATURES
 from ..core.errors import CheckpointError
 from ..core.fileio import write_bytes
@@ -32,15 +33,15 @@ CHECKPOINT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
 
-def params_hash(params: dict) -> str:
+def params_hash(params: Params) -> str:
     """Short hash of the whole params file a model was trained with (recorded in its checkpoint).
 
     Every section counts, so the hash names one params.yaml content rather than the subset a
-    model depends on (which also spans the data and spectrogram sections); keys starting with
-    ``_`` are left out (``load_params`` adds ``_path``, where the file was read from). Key
-    order and YAML formatting do not change the hash.
+    model depends on (which also spans the data and spectrogram sections): it hashes
+    ``params.raw``, the mapping as YAML loaded it (where the file was read from does not count).
+    Key order and YAML formatting do not change the hash.
     """
-    blob = json.dumps({k: v for k, v in params.items() if not k.startswith("_")}, sort_keys=True, default=str)
+    blob = json.dumps(dict(params.raw), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

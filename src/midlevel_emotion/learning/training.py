@@ -1,35 +1,34 @@
-"""Training loop and prediction over windows (checkpoints: :mod:`midlevel_emotion.learning.checkpoints`).
+"""The training loop (prediction over windows: :mod:`.inference`; checkpoints: :mod:`.checkpoints`).
 
 The loop is the paper's (Section 5): Adam, learning rate 0.0005, batch 8, MSE loss (the Joint
 model: mid-level MSE + emotion MSE), one random crop of each clip per epoch, early stopping on
 the validation set's mean Pearson r with a patience, keeping the best epoch's weights.
 
 Three switches (``precise_bn``, ``output_init``, ``recenter_output_bias``) adapt the loop to the
-embedded default's few hundred steps; the paper profile turns them off (see
-:func:`recalibrate_batchnorm`, :func:`init_output_layers` and :func:`recenter_output_bias`).
+embedded default's few hundred steps; the paper profile turns them off (:mod:`.adaptations`).
 
-Evaluation predicts every window of a clip (crop length, hop ``eval_hop_seconds``) and
-averages the predictions, so the score uses the whole clip rather than one arbitrary crop.
-Clips shorter than a crop are loop-padded (repeated), as the authors' code did.
+Validation and test scores predict every window of a clip and average them (:mod:`.inference`
+holds that one rule).
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..core.constants import EMOTIONS, MIDLEVEL_FEATURES, hop_frames, window_frames
+from ..core.constants import MIDLEVEL_FEATURES, hop_frames, window_frames
 from . import precision as amp
+from .adaptations import inference_model, init_output_layers, recenter_output_bias
+from .inference import crop, model_outputs, predict, standardise, to_device
 from .models import build_model
-from ..core.config import OUTPUT_INITS
-from ..core.params import section
-from .scores import fit_linear, pearson
+from ..core.config import Params
+from .scores import pearson
 
 
 
@@ -70,18 +69,16 @@ class TrainConfig:
         amp.validate(self.precision)
 
     @classmethod
-    def from_params(cls, params: dict[str, Any], kind: str) -> "TrainConfig":
-        """The config for training a ``kind`` model, read from a loaded params.yaml.
+    def from_params(cls, params: Params, kind: str) -> "TrainConfig":
+        """The config for training a ``kind`` model, from the loaded (checked) params.yaml.
 
         ``train.*`` gives the fields of :data:`TRAIN_KEYS`, ``spectrogram.fps`` the frame rate,
         and for ``kind="joint"`` ``train_joint.midlevel_loss_weight`` the loss weight (None for
-        the other kinds, whose stages do not depend on it). A missing key raises
-        :class:`~midlevel_emotion.core.errors.ParamsError` naming the file and the key.
+        the other kinds, whose stages do not depend on it).
         """
-        values = {key: section(params, f"train.{key}") for key in TRAIN_KEYS}
-        values["fps"] = section(params, "spectrogram.fps")
-        values["midlevel_loss_weight"] = (section(params, "train_joint.midlevel_loss_weight")
-                                          if kind == "joint" else None)
+        values = {key: getattr(params.train, key) for key in TRAIN_KEYS}
+        values["fps"] = params.spectrogram.fps
+        values["midlevel_loss_weight"] = params.train_joint.midlevel_loss_weight if kind == "joint" else None
         return cls(**values)
 
     @property
@@ -91,35 +88,6 @@ class TrainConfig:
     @property
     def hop_frames(self) -> int:
         return hop_frames(self.eval_hop_seconds, self.fps)
-
-
-# ---------------------------------------------------------------------------------------
-# Crops
-
-
-def crop(spectrogram: np.ndarray, n_frames: int, start: int = 0) -> np.ndarray:
-    """Frames ``start .. start + n_frames`` of a (frames, bins) spectrogram, loop-padded.
-
-    A clip shorter than ``n_frames`` is repeated end to start until long enough (what the
-    authors did for short clips), so every crop has exactly ``n_frames`` frames.
-    """
-    length = spectrogram.shape[0]
-    if length == 0:
-        raise ValueError("cannot crop an empty spectrogram")
-    if start + n_frames <= length:
-        return spectrogram[start:start + n_frames]
-    index = (start + np.arange(n_frames)) % length
-    return spectrogram[index]
-
-
-def window_starts(length: int, n_frames: int, hop_frames: int) -> np.ndarray:
-    """Start frames of the evaluation windows; the last window ends at the clip's end."""
-    if length <= n_frames:
-        return np.zeros(1, dtype=int)
-    starts = np.arange(0, length - n_frames + 1, hop_frames)
-    if starts[-1] != length - n_frames:
-        starts = np.append(starts, length - n_frames)
-    return starts
 
 
 # ---------------------------------------------------------------------------------------
@@ -146,18 +114,6 @@ class ClipSet:
             raise ValueError("targets contain NaN or infinite values")
 
 
-def _normalise(batch: np.ndarray, mean: float, std: float) -> torch.Tensor:
-    return torch.from_numpy(((batch - mean) / std).astype(np.float32)).unsqueeze(1)
-
-
-def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``tensor`` on ``device``; to a GPU from pinned memory and without waiting for the copy,
-    so the host goes on preparing the next batch while the GPU computes."""
-    if device.type == "cuda":
-        return tensor.pin_memory().to(device, non_blocking=True)
-    return tensor.to(device)
-
-
 def training_batches(train_set: ClipSet, order: np.ndarray, rng: np.random.Generator, *, crop_frames: int,
                      batch_size: int, mean: float, std: float,
                      device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -166,7 +122,7 @@ def training_batches(train_set: ClipSet, order: np.ndarray, rng: np.random.Gener
     A last batch of one clip is skipped (BatchNorm cannot train on a single example). Crops are
     drawn from ``rng`` batch by batch, so the crops depend only on the seed. On a GPU the steps
     run asynchronously: while one runs, the host crops and sends the next batch (see
-    :func:`_to_device`), so loading never waits for compute nor compute for loading.
+    :func:`.inference.to_device`), so loading never waits for compute nor compute for loading.
     """
     for b in range(0, len(order), batch_size):
         index = order[b:b + batch_size]
@@ -176,203 +132,7 @@ def training_batches(train_set: ClipSet, order: np.ndarray, rng: np.random.Gener
                                int(rng.integers(0, max(1, train_set.spectrograms[i].shape[0] - crop_frames + 1))))
                           for i in index])
         targets = torch.from_numpy(train_set.targets[index].astype(np.float32))
-        yield _to_device(_normalise(batch, mean, std), device), _to_device(targets, device)
-
-
-def _outputs(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """All outputs as one tensor (Joint/A2Mid2E: mid-level then emotions)."""
-    out = model(x)
-    return torch.cat(out, dim=1) if isinstance(out, tuple) else out
-
-
-def predict(model: torch.nn.Module, spectrograms: list[np.ndarray], *, mean: float, std: float,
-            crop_frames: int, hop_frames: int, batch_size: int = 32,
-            device: str | torch.device = "cpu", precision: str = "fp32") -> np.ndarray:
-    """Predict each clip as the mean of its windows' predictions (``precision``: autocast, see
-    :mod:`midlevel_emotion.learning.precision`).
-
-    Returns
-    -------
-    np.ndarray
-        (n_clips, n_outputs); for two-output models mid-level columns come first.
-    """
-    model.eval()
-    windows, owner = [], []
-    for i, spec in enumerate(spectrograms):
-        for start in window_starts(spec.shape[0], crop_frames, hop_frames):
-            windows.append((i, int(start)))
-    results: list[torch.Tensor] = []
-    device = torch.device(device)
-    with torch.no_grad(), amp.autocast(precision, device):
-        for b in range(0, len(windows), batch_size):
-            chunk = windows[b:b + batch_size]
-            batch = np.stack([crop(spectrograms[i], crop_frames, s) for i, s in chunk])
-            results.append(_outputs(model, _to_device(_normalise(batch, mean, std), device)).float())
-            owner.extend(i for i, _ in chunk)
-    flat = torch.cat(results).cpu().numpy()  # one copy back, after the last batch (no per-batch sync)
-    owner_arr = np.asarray(owner)
-    return np.stack([flat[owner_arr == i].mean(axis=0) for i in range(len(spectrograms))])
-
-
-def _centre_crop_batches(spectrograms: list[np.ndarray], crop_frames: int, *, mean: float, std: float,
-                         batch_size: int = 32, device: str | torch.device = "cpu"):
-    """Standardised model inputs, one crop from the middle of each clip, in batches."""
-    for b in range(0, len(spectrograms), batch_size):
-        batch = np.stack([crop(spec, crop_frames, max(0, (spec.shape[0] - crop_frames) // 2))
-                          for spec in spectrograms[b:b + batch_size]])
-        yield _to_device(_normalise(batch, mean, std), torch.device(device))
-
-
-def recalibrate_batchnorm(model: torch.nn.Module, spectrograms: list[np.ndarray], *, mean: float, std: float,
-                          crop_frames: int, batch_size: int = 32,
-                          device: str | torch.device = "cpu", precision: str = "fp32") -> None:
-    """Re-estimate every BatchNorm layer's running mean and variance as the model is used.
-
-    During training the running statistics are exponential averages over batches of 8 taken
-    with dropout on. Dropout inflates the variance of the activations it feeds (the trunk has
-    a conv + BatchNorm right after each Dropout), so at inference, with dropout off, those
-    layers normalise by a variance that is too large and the error grows through the trunk
-    into an offset of the outputs ("variance shift", Li et al. 2019). Recomputing the
-    statistics in inference conditions ("precise BN", Wu & Johnson 2021) removes it. The
-    weights are untouched, so this is not training: it only fixes what ``eval()`` uses.
-
-    Parameters
-    ----------
-    spectrograms : list of np.ndarray
-        Training clips, (frames, 149) each; one crop from the middle of each is used.
-    crop_frames : int
-        Crop length the model trains on.
-    precision : str
-        Autocast precision of the forward passes (:mod:`midlevel_emotion.learning.precision`).
-    """
-    if not spectrograms:
-        raise ValueError("recalibrate_batchnorm needs at least one clip")
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not norms:
-        return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over all batches below, not an exponential one
-    model.eval()
-    for m in norms:
-        m.train()  # only the BatchNorm layers collect statistics; dropout stays off
-    with torch.no_grad(), amp.autocast(precision, torch.device(device)):
-        for x in _centre_crop_batches(spectrograms, crop_frames, mean=mean, std=std, batch_size=batch_size,
-                                      device=device):
-            model(x)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.eval()
-
-
-def _like(values: np.ndarray, parameter: torch.Tensor) -> torch.Tensor:
-    """``values`` as a tensor of the parameter's dtype and device."""
-    return torch.as_tensor(values, dtype=parameter.dtype, device=parameter.device)
-
-
-
-def init_output_layers(model: torch.nn.Module, train_set: ClipSet, how: str = "train_mean", *, mean: float,
-                       std: float, crop_frames: int, device: str | torch.device = "cpu") -> None:
-    """Start the output layers so that the untrained model predicts the training targets' mean.
-
-    ``how="kaiming"`` leaves the paper's initialisation (Kaiming-normal weights, zero biases).
-    ``how="train_mean"`` keeps the Kaiming-normal weights of the output layer and sets its
-    biases so that the untrained model's mean prediction over the training clips is the
-    training targets' mean. In the Joint model the 7->8 emotion layer starts at the
-    least-squares map from the training split's annotated mid-level values to its emotions
-    (the Mid2E fit), which sends the mean mid-level profile to the mean emotions.
-
-    Why: Adam moves each parameter by about the learning rate per step, so in the embedded
-    default's ~150 steps a parameter moves at most ~0.08. An output bias that starts at 0
-    stays far from targets at 0.1-0.9, and the Joint model's 7->8 weights, Kaiming-normal with
-    std 0.53, stay unrelated to the emotions (the planted ones are at most 0.35). The paper's
-    thousands of steps absorb either start.
-
-    The BatchNorm statistics are first set from the same crops (see
-    :func:`recalibrate_batchnorm`), so the averages are those of the model in inference mode.
-
-    Parameters
-    ----------
-    train_set : ClipSet
-        Training clips; targets in the model's output order (Joint: 7 mid-level, 8 emotions).
-    how : {"kaiming", "train_mean"}
-    """
-    if how not in OUTPUT_INITS:
-        raise ValueError(f"output_init must be one of {OUTPUT_INITS}, got {how!r}")
-    if how == "kaiming":
-        return
-    recalibrate_batchnorm(model, train_set.spectrograms, mean=mean, std=std, crop_frames=crop_frames,
-                          device=device)
-    with torch.no_grad():
-        f = torch.cat([model.trunk(x) for x in _centre_crop_batches(train_set.spectrograms, crop_frames, mean=mean,
-                                                                    std=std, device=device)]).mean(0)
-        targets = np.asarray(train_set.targets, dtype=np.float64)
-        t = torch.as_tensor(targets.mean(axis=0), dtype=f.dtype, device=f.device)
-        first, *rest = model.output_layers().values()  # trunk -> first [-> 7->8 emotion layer (Joint)]
-        n_first = first.out_features
-        first.bias.copy_(t[:n_first] - first.weight @ f)
-        for emotion_layer in rest:
-            weight, bias = fit_linear(targets[:, :n_first], targets[:, n_first:])
-            emotion_layer.weight.copy_(_like(weight, emotion_layer.weight))
-            emotion_layer.bias.copy_(_like(bias, emotion_layer.bias))
-
-
-def recenter_output_bias(model: torch.nn.Module, train_set: ClipSet, *, mean: float, std: float,
-                         crop_frames: int, hop_frames: int, device: str | torch.device = "cpu") -> np.ndarray:
-    """Shift the output biases so the model's mean prediction over the training clips is their targets' mean.
-
-    The kept model, in inference mode, can be offset from the training targets by a constant:
-    dropout and BatchNorm behave differently in training and inference, and ~150 steps do not
-    wash that out. Only the biases move, by a constant per output, so every Pearson r (and so
-    early stopping) is unchanged, and for the Joint model the emotions stay a linear function
-    of the mid-level outputs (the mid-level shift is passed through the 7->8 layer first).
-
-    Parameters
-    ----------
-    train_set : ClipSet
-        Training clips and targets (Joint: 7 mid-level then 8 emotion columns).
-    crop_frames, hop_frames : int
-        The windows :func:`predict` averages, so the shift is measured as the model is used.
-
-    Returns
-    -------
-    np.ndarray
-        The shift added to the model's outputs (Joint: mid-level then emotions).
-    """
-    prediction = predict(model, train_set.spectrograms, mean=mean, std=std, crop_frames=crop_frames,
-                         hop_frames=hop_frames, device=device)
-    delta = np.asarray(train_set.targets, dtype=np.float64).mean(axis=0) - prediction.mean(axis=0)
-    first, *rest = model.output_layers().values()  # trunk -> first [-> 7->8 emotion layer (Joint)]
-    n_first = first.out_features
-    with torch.no_grad():
-        first.bias.add_(_like(delta[:n_first], first.bias))
-        for emotion_layer in rest:
-            # what the mid-level shift already does to the emotions is passed through the 7->8 layer
-            weight = emotion_layer.weight.detach().cpu().numpy().astype(np.float64)
-            emotion_layer.bias.add_(_like(delta[n_first:] - weight @ delta[:n_first], emotion_layer.bias))
-    return delta
-
-
-def inference_model(model: torch.nn.Module, train_set: ClipSet, config: TrainConfig, *, mean: float, std: float,
-                     device: str | torch.device) -> torch.nn.Module:
-    """The model as it would be kept if this epoch were the best one.
-
-    With ``precise_bn`` the kept model gets re-estimated BatchNorm statistics, so validation
-    must score a copy with those statistics: the running averages are what makes validation
-    scores jump from epoch to epoch, and early stopping would otherwise pick an epoch for
-    statistics that are then thrown away.
-    """
-    if not config.precise_bn:
-        return model
-    # An evenly spaced, fixed subset: every epoch is scored with statistics from the same clips,
-    # and the cost per epoch stays bounded on the 5000-clip mid-level set.
-    n = len(train_set.spectrograms)
-    index = np.unique(np.linspace(0, n - 1, min(n, config.precise_bn_clips)).round().astype(int))
-    copied = copy.deepcopy(model)
-    recalibrate_batchnorm(copied, [train_set.spectrograms[i] for i in index], mean=mean, std=std,
-                          crop_frames=config.crop_frames, device=device, precision=config.precision)
-    return copied
+        yield to_device(standardise(batch, mean, std), device), to_device(targets, device)
 
 
 def _loss(kind: str, prediction: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> torch.Tensor:
@@ -399,7 +159,7 @@ def train_step(kind: str, model: torch.nn.Module, optimizer: torch.optim.Optimiz
     """
     optimizer.zero_grad()
     with amp.autocast(config.precision, x.device):
-        prediction = _outputs(model, x)
+        prediction = model_outputs(model, x)
     loss = _loss(kind, prediction.float(), y, config)
     scaler.scale(loss).backward()
     scaler.step(optimizer)

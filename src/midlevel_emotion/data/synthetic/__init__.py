@@ -2,7 +2,8 @@
 
 :func:`generate_corpus` writes, under ``raw_dir``, the published layouts and file dialects of
 the Mid-level Perceptual Features dataset and of Soundtracks Stimulus Set 1 (see
-``corpus.py``), so that the project's real readers and the whole pipeline run offline:
+``data/layout.py`` and ``data/formats.py``), so that the project's real readers and the whole
+pipeline run offline:
 
 - ``midlevel/audio/{song_id}.mp3``: 44.1 kHz stereo mp3 snippets of ~15 s, synthesised music
   (notes, chords, bass, drums; additive synthesis) whose seven perceptual qualities are each
@@ -25,17 +26,24 @@ clip's audio from its own random stream derived from ``(seed, song_id)``
 
 Modules, in the order the data flows:
 
-- :mod:`.labels`: the planted truth, latents, annotations, ratings, metadata (no audio);
-- :mod:`.score`: one clip's symbolic score (tempo grid, harmony, chord, bass, lead, drums);
+- :mod:`.truth`: the planted truth (latent->emotion map, latent correlation, sound design);
+- :mod:`.metadata`: made-up sources, artists, titles and albums;
+- :mod:`.labels`: latents, annotations, ratings, metadata, durations (no audio);
+- :mod:`.grid`: one clip's time grid (tempo, drift, jitter, gates);
+- :mod:`.harmony`: its chord progression (keys, minor share, modulations, dissonances);
+- :mod:`.parts`: its chord, bass and lead parts;
+- :mod:`.percussion`: its drums;
+- :mod:`.score`: the clip's whole symbolic score, composed from the four above;
 - :mod:`.render`: the score to stereo audio (wavetable synthesis, drum models, effects);
 - :mod:`.writer`: the corpus on disk (file dialects, mp3 encoding, worker processes).
 """
 
-from .labels import (LATENT_CORRELATION, PLANTED_BIAS, PLANTED_WEIGHTS, SINGLE_ARTIST_FRACTION, SOUND_DESIGN,
-                     SPECIAL_TITLES, TARGET_CATEGORIES, SyntheticLabels, clip_seed, draw_labels,
-                     planted_map_paper_scale, target_category)
+from .labels import SyntheticLabels, clip_seed, draw_labels
+from .metadata import SINGLE_ARTIST_FRACTION, SPECIAL_TITLES
 from .render import render_plan, synthesize_clip
 from .score import ClipPlan, plan_clip
+from .truth import (LATENT_CORRELATION, PLANTED_BIAS, PLANTED_WEIGHTS, SOUND_DESIGN, TARGET_CATEGORIES,
+                    planted_map_paper_scale, target_category)
 from .writer import _truth, generate_corpus
 
 __all__ = [

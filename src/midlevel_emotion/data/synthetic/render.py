@@ -12,8 +12,9 @@ import functools
 import numpy as np
 from scipy import signal
 
+from .grid import Latent, Note
 from .labels import _check_float, _check_int
-from .score import ClipPlan, Latent, Note, plan_clip
+from .score import ClipPlan, plan_clip
 
 _TABLE_SIZE = 4096
 _TABLES: dict[tuple[str, int], np.ndarray] = {}

@@ -16,13 +16,13 @@ import numpy as np
 import soundfile as sf
 
 from ...core.constants import EMOTIONS, MIDLEVEL_FEATURES
-from ..corpus import (ANNOTATIONS_CSV, METADATA_CSV, MIDLEVEL_AUDIO_DIR, RATINGS_CSV, SOUNDTRACKS_AUDIO_DIR,
+from ..layout import (ANNOTATIONS_CSV, METADATA_CSV, MIDLEVEL_AUDIO_DIR, RATINGS_CSV, SOUNDTRACKS_AUDIO_DIR,
                       SYNTHETIC_TRUTH_JSON)
 from ...core.fileio import write_bytes, write_json, write_text
 from ...core.parallel import map_tasks, resolve_jobs
-from .labels import (_TARGET_RULES, LATENT_CORRELATION, PLANTED_BIAS, PLANTED_WEIGHTS, SOUND_DESIGN, TARGET_THRESHOLD,
-                     SyntheticLabels, _check_float, _check_int, _validate_sizes, clip_seed, draw_labels,
-                     planted_map_paper_scale)
+from .labels import SyntheticLabels, _check_float, _check_int, _validate_sizes, clip_seed, draw_labels
+from .truth import (_TARGET_RULES, LATENT_CORRELATION, PLANTED_BIAS, PLANTED_WEIGHTS, SOUND_DESIGN, TARGET_THRESHOLD,
+                    planted_map_paper_scale)
 from .render import synthesize_clip
 
 MP3_SAMPLE_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)

@@ -1,14 +1,38 @@
-"""What ``midlevel-emotion`` prints and draws: text tables, JSON-ready values and the chart.
+"""What ``midlevel-emotion`` prints: text tables, numbers, JSON-ready values, and the lines on
+stdout and stderr.
 
-Kept apart from :mod:`.cli` (arguments, checks, exit codes) so each file holds one concern.
-No torch import; matplotlib is imported only when a chart is drawn.
+Kept apart from the commands (:mod:`.main`, :mod:`.explain`) and from the chart
+(:mod:`.chart`) so each file holds one concern. No torch or matplotlib import.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from pathlib import Path
 from typing import Any, Sequence
+
+
+def out(text: str = "") -> None:
+    """One line (or block) on stdout: the result."""
+    sys.stdout.write(text + "\n")
+
+
+def err(text: str) -> None:
+    """One line on stderr: notes, warnings, errors and progress, never the result."""
+    sys.stderr.write(text + "\n")
+
+
+def dump_json(data: Any) -> None:
+    """``data`` as indented JSON on stdout (NaN -> null, see :func:`jsonable`)."""
+    out(json.dumps(jsonable(data), indent=2, allow_nan=False))
+
+
+def print_warning(text: str | None) -> None:
+    """The corpus warning on stderr, prefixed ``warning:`` unless it says so already."""
+    if text:
+        err(text if text.lower().startswith("warning") else f"warning: {text}")
 
 
 def jsonable(value: Any) -> Any:
@@ -92,11 +116,13 @@ def throughput(clips: int, seconds: float, decode_seconds: float, model_seconds:
             f"decode {100 * decode_seconds / seconds:.0f} %, model {100 * model_seconds / seconds:.0f} %)")
 
 
-def _n_windows(exp: Any) -> int:
+def n_windows(exp: Any) -> int:
+    """How many windows explained ``exp``: 1 for a clip, more for a song."""
     return int(len(exp.times))
 
 
-def _source_name(exp: Any) -> str:
+def source_name(exp: Any) -> str:
+    """The audio file ``exp`` explains, as given."""
     return str(exp.source)
 
 
@@ -140,8 +166,8 @@ def format_explanation(exp: Any) -> str:
     ``*``. An ensemble adds the spread of every effect between its runs.
     """
     features, emotions = names()
-    n = _n_windows(exp)
-    lines = [f"{_source_name(exp)}: {seconds(exp.duration_seconds)}"]
+    n = n_windows(exp)
+    lines = [f"{source_name(exp)}: {seconds(exp.duration_seconds)}"]
     if n > 1:
         lines[0] += (f", song-level mean of {n} windows of {exp.window_seconds:.1f} s "
                      f"(hop {exp.hop_seconds:.1f} s)")
@@ -187,13 +213,6 @@ def format_explanation(exp: Any) -> str:
     return "\n".join(lines)
 
 
-def _reliability_label(exp: Any, feature: str) -> str:
-    """A chart's name for a feature with its test r, e.g. ``minorness (r -0.07) *`` (``*``: unreliable)."""
-    r = exp.reliability.get(feature)
-    label = feature if r is None else f"{feature} (r {num(r, 2)})"
-    return f"{label} *" if feature in exp.unreliable else label
-
-
 def _spread_text(exp: Any) -> str:
     """The ensemble's second table: each effect's standard deviation between runs, and how many
     runs agree on its sign where not all do."""
@@ -224,75 +243,6 @@ def _curve_text(exp: Any) -> str:
     rows = [[f"{t:.1f}", *(num(v, 2) for v in exp.midlevel_curve[i])] for i, t in enumerate(times)]
     lines.append(table(["time", *short], rows, indent="  "))
     return "\n".join(lines)
-
-
-def plot(exp: Any, out: Path, warning: str | None) -> None:
-    """Draw the effects (one window) or the curves over time (a song) to ``out``, atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    from ..core.fileio import atomic_write
-
-    features, emotions = names()
-    title = f"{Path(_source_name(exp)).name}  ({seconds(exp.duration_seconds)})"
-    if _n_windows(exp) > 1:
-        times = [float(t) + exp.window_seconds / 2 for t in exp.times]
-        fig, axes = plt.subplots(2, 1, figsize=(12, 8), sharex=True, constrained_layout=True)
-        marked = [_reliability_label(exp, f) for f in features]
-        for ax, labels, curve, what in ((axes[0], emotions, exp.emotion_curve, "emotion"),
-                                        (axes[1], marked, exp.midlevel_curve, "mid-level feature")):
-            cmap = plt.get_cmap("tab10")
-            for j, name in enumerate(labels):
-                ax.plot(times, [row[j] for row in curve], label=name, color=cmap(j), marker=".", lw=1.5)
-            ax.set_ylabel(f"predicted {what}")
-            ax.grid(alpha=0.3)
-            ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize="small")
-        axes[1].set_xlabel(f"time [s] (centre of each {exp.window_seconds:.1f} s window, "
-                           f"hop {exp.hop_seconds:.1f} s)")
-        axes[0].set_title("Emotions over time")
-        axes[1].set_title("Mid-level features over time")
-    else:
-        fig, axes = plt.subplots(2, 4, figsize=(15, 7.5), sharey=True, constrained_layout=True)
-        labels = [_reliability_label(exp, f) for f in features] + ["bias"]
-        ranges = [(exp.spread[e][f]["min"], exp.spread[e][f]["max"]) if exp.n_runs > 1 else (exp.effects[e][f],) * 2
-                  for e in emotions for f in features]
-        limit = max(max(abs(x) for pair in ranges for x in pair),
-                    max(abs(exp.bias[e]) for e in emotions), 1e-6) * 1.1
-        for ax, e in zip(axes.flat, emotions):
-            values = [exp.effects[e][f] for f in features] + [exp.bias[e]]
-            colours = ["tab:red" if v > 0 else "tab:blue" for v in values[:-1]] + ["0.6"]
-            bars = ax.barh(range(len(labels)), values, color=colours)
-            for bar, f in zip(bars, features):
-                if f in exp.unreliable:  # faded and hatched: an effect of a feature the model hears poorly
-                    bar.set_alpha(0.35)
-                    bar.set_hatch("//")
-            if exp.n_runs > 1:  # whiskers: the smallest and largest effect among the runs
-                low = [exp.effects[e][f] - exp.spread[e][f]["min"] for f in features]
-                high = [exp.spread[e][f]["max"] - exp.effects[e][f] for f in features]
-                ax.errorbar([exp.effects[e][f] for f in features], range(len(features)), xerr=[low, high],
-                            fmt="none", ecolor="black", elinewidth=1, capsize=3)
-            ax.axvline(0, color="black", lw=0.8)
-            ax.set_xlim(-limit, limit)
-            ax.set_yticks(range(len(labels)), labels)
-            ax.set_title(f"{e} = {exp.emotions[e]:.3f}")
-            ax.grid(axis="x", alpha=0.3)
-            ax.set_xlabel("effect (weight x value)")
-        axes.flat[0].invert_yaxis()  # once: the y axis is shared; features top to bottom, bias last
-        title += "  effects on each emotion; effects + bias = prediction"
-        if exp.n_runs > 1:
-            title += f"\nmean of {exp.n_runs} runs; whiskers: smallest and largest effect among the runs"
-        if exp.unreliable:
-            title += f"\n* hatched: unreliable (test r below {exp.min_feature_r:.2f})"
-    if warning:
-        fig.suptitle(f"{title}\nWARNING: {warning}", color="black", fontsize="medium")
-    else:
-        fig.suptitle(title, fontsize="medium")
-    try:
-        atomic_write(out, lambda tmp: fig.savefig(tmp, format=out.suffix.lstrip(".").lower(), dpi=110))
-    finally:
-        plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------

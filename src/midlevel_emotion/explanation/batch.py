@@ -1,7 +1,7 @@
 """Explain many files at once: the network is set up once, and windows of several files share
 each forward pass.
 
-:func:`midlevel_emotion.explanation.explanation.explain` sets the network up for every call (two checks
+:func:`midlevel_emotion.explanation.song.explain` sets the network up for every call (two checks
 and a BatchNorm-folded copy: about three forward passes of one window) and then runs the
 windows of its one file: at the default hop 2 windows of a 15 s clip at the paper's 10 s
 window, 9 at the embedded 3 s window. :func:`explain_many` sets the network up once per run
@@ -41,13 +41,15 @@ from typing import Any, Callable, ContextManager, Iterator, Sequence
 import numpy as np
 
 from ..signal import audio
-from . import explanation
+from . import clip  # prepare_clip looked up through the module: tests intercept each decode
 from ..core.constants import MIDLEVEL_FEATURES
 from .ensemble import check_same_input, combine
 from ..core.errors import CheckpointError
 from ..core.constants import MIN_FEATURE_R
-from .explanation import (BATCH_SIZE, Clip, Explanation, MidlevelNetwork, build_explanation,
-                          check_min_feature_r, model_and_meta)
+from .clip import Clip
+from .effects import check_min_feature_r
+from .network import MidlevelNetwork, model_and_meta
+from .song import BATCH_SIZE, Explanation, build_explanation
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Timings:
     Attributes
     ----------
     decode_seconds : float
-        Decoding, resampling and the spectrogram (:func:`.explanation.prepare_clip`),
+        Decoding, resampling and the spectrogram (:func:`.clip.prepare_clip`),
         failed files included.
     model_seconds : float
         Setting up the network and its forward passes.
@@ -128,7 +130,7 @@ def explain_many(sources: Sequence[str | Path], checkpoint: str | Path | tuple |
                  decode_context: Callable[[], ContextManager] | None = None) -> Iterator[Outcome]:
     """Explain audio files, sharing the network's set-up and its forward passes between them.
 
-    Each file's explanation equals ``explanation.explain(file, checkpoint, hop_seconds=...)``
+    Each file's explanation equals ``song.explain(file, checkpoint, hop_seconds=...)``
     up to float summation order (see the module docstring); with several checkpoints, it is
     :func:`.ensemble.combine` of those of every run. A file that cannot be used fails alone
     and the others go on.
@@ -138,7 +140,7 @@ def explain_many(sources: Sequence[str | Path], checkpoint: str | Path | tuple |
     sources : sequence of paths
         Audio files (mp3, wav, flac, ogg).
     checkpoint : path or (model, meta), or a list of them
-        As in :func:`.explanation.explain`; a list is an ensemble whose runs hear the same
+        As in :func:`.song.explain`; a list is an ensemble whose runs hear the same
         input (:func:`.ensemble.load_models` checks that).
     min_feature_r : float
         Features predicted with a lower test r are marked unreliable.
@@ -199,7 +201,7 @@ def explain_many(sources: Sequence[str | Path], checkpoint: str | Path | tuple |
         start = time.perf_counter()
         try:
             with context():
-                item.clip = explanation.prepare_clip(source, meta, hop_seconds=hop_seconds)
+                item.clip = clip.prepare_clip(source, meta, hop_seconds=hop_seconds)
         except Exception as err:  # noqa: BLE001 - this file fails alone (KeyboardInterrupt is not caught)
             item.outcome.error = err
         finally:

@@ -1,4 +1,9 @@
-"""The two datasets: their published file formats, readers and splits."""
+"""The published label files of both datasets: their formats, read strictly.
+
+``annotations.csv`` and ``metadata.csv`` of the mid-level dataset and ``mean_ratings_set1.csv``
+of Soundtracks Set 1 are read as published (header spellings, separators, byte-order mark,
+CRLF); every problem is one :class:`CorpusError` naming the file, line and column.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import csv
 import io
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -37,17 +42,6 @@ METADATA_COLUMNS: dict[str, str] = {
 ANNOTATION_RANGE = (1.0, 10.0)  # pairwise comparisons converted to 1-10 scores
 RATING_RANGE = (1.0, 9.0)  # Soundtracks expert ratings, 1-9 Likert means
 SOUNDTRACKS_SOURCE = "soundtracks"
-
-# Relative paths of the published layouts under data/raw/.
-MIDLEVEL_DIR = "midlevel"
-SOUNDTRACKS_DIR = "soundtracks"
-ANNOTATIONS_CSV = "midlevel/metadata_annotations/annotations.csv"
-METADATA_CSV = "midlevel/metadata_annotations/metadata.csv"
-RATINGS_CSV = "soundtracks/mean_ratings_set1.csv"
-MIDLEVEL_AUDIO_DIR = "midlevel/audio"
-SOUNDTRACKS_AUDIO_DIR = "soundtracks/audio"
-SYNTHETIC_TRUTH_JSON = "synthetic_truth.json"
-
 
 # Ids are file stems and table keys; the published ones are below 10 000. The bound stops a
 # typo such as 1e30 (or a spreadsheet's serial number) from passing as an id.
@@ -283,214 +277,3 @@ def read_ratings(path: Path) -> pd.DataFrame:
     targets = table.column("target") if "target" in table.keys else [""] * len(frame)
     frame["target"] = pd.Series([t or None for t in targets], index=frame.index, dtype=object)
     return frame
-
-
-def validate_raw(raw_dir: Path, *, shown_as: Path | None = None) -> dict[str, bool]:
-    """Read every label file under ``raw_dir`` as the training stages will.
-
-    The ``download`` stage calls this before it puts ``data/raw`` in place, so a bad label file
-    stops the first stage that holds it, not the training stages after resampling.
-
-    Parameters
-    ----------
-    raw_dir : Path
-        A directory in the layout of :func:`check_layout`.
-    shown_as : Path, optional
-        Messages name the files under this directory instead of ``raw_dir`` (the stage builds
-        ``data/raw`` in a temporary sibling that is gone when the message is read).
-
-    Returns
-    -------
-    dict
-        :func:`check_layout`'s ``{"midlevel": bool, "soundtracks": bool}``.
-    """
-    try:
-        present = check_layout(raw_dir)
-        load_labels(raw_dir)
-    except CorpusError as err:
-        if shown_as is None:
-            raise
-        raise CorpusError(str(err).replace(str(Path(raw_dir)), str(Path(shown_as)))) from None
-    return present
-
-
-def check_layout(raw_dir: Path) -> dict[str, bool]:
-    """Check which datasets are complete under ``raw_dir``.
-
-    A dataset is either entirely present (annotations or ratings plus audio directory) or
-    entirely absent; a partial one is an error naming the missing paths, because training on
-    it would silently lose clips or labels.
-
-    Returns
-    -------
-    dict
-        ``{"midlevel": bool, "soundtracks": bool}``.
-    """
-    raw_dir = Path(raw_dir)
-    required = {
-        "midlevel": [ANNOTATIONS_CSV, METADATA_CSV, MIDLEVEL_AUDIO_DIR],
-        "soundtracks": [RATINGS_CSV, SOUNDTRACKS_AUDIO_DIR],
-    }
-    present: dict[str, bool] = {}
-    for dataset, paths in required.items():
-        exists = [(raw_dir / p).exists() for p in paths]
-        if any(exists) and not all(exists):
-            missing = [str(raw_dir / p) for p, e in zip(paths, exists) if not e]
-            raise CorpusError(f"{raw_dir / dataset}: incomplete {dataset} dataset, missing {', '.join(missing)}")
-        present[dataset] = all(exists)
-    if not any(present.values()):
-        raise CorpusError(f"{raw_dir}: neither dataset found; expected {raw_dir / RATINGS_CSV} "
-                          f"(Soundtracks) and/or {raw_dir / ANNOTATIONS_CSV} (mid-level)")
-    return present
-
-
-# ---------------------------------------------------------------------------------------
-# Labels on the paper's scale, and the splits of the protocol (Sections 4 and 6)
-
-LABEL_SCALE = 10.0  # the paper divides both the 1-10 annotations and the 1-9 ratings by 10
-
-
-@dataclass
-class Labels:
-    """Everything the training stages need to know about the clips, on the paper's scale.
-
-    Attributes
-    ----------
-    midlevel : pandas.DataFrame or None
-        Mid-level annotations / 10, index ``song_id``; None when the mid-level set is absent.
-    metadata : pandas.DataFrame or None
-        Mid-level metadata (source, soundtracks_number, artist, ...), index ``song_id``.
-    emotions : pandas.DataFrame or None
-        Soundtracks ratings / 10, index ``number`` (``"001"``); None when absent.
-    soundtracks_midlevel : pandas.DataFrame or None
-        Mid-level annotations / 10 of the Soundtracks clips, index ``number``.
-    decisions : list of str
-        Every clip left out, with its reason (never dropped silently).
-    """
-
-    midlevel: pd.DataFrame | None
-    metadata: pd.DataFrame | None
-    emotions: pd.DataFrame | None
-    soundtracks_midlevel: pd.DataFrame | None
-    decisions: list[str] = field(default_factory=list)
-
-    @property
-    def soundtracks_song_ids(self) -> dict[str, str]:
-        """Soundtracks number -> mid-level song_id."""
-        if self.metadata is None:
-            return {}
-        rows = self.metadata[self.metadata["soundtracks_number"].notna()]
-        return dict(zip(rows["soundtracks_number"], rows.index))
-
-
-def load_labels(raw_dir: Path) -> Labels:
-    """Read whichever datasets are present under ``raw_dir`` and link them.
-
-    A Soundtracks clip whose metadata row or annotation is missing keeps its emotion
-    ratings but gets no mid-level label; this is recorded in ``decisions``.
-    """
-    raw_dir = Path(raw_dir)
-    present = check_layout(raw_dir)
-    labels = Labels(None, None, None, None)
-    if present["midlevel"]:
-        annotations = read_annotations(raw_dir / ANNOTATIONS_CSV)
-        metadata = read_metadata(raw_dir / METADATA_CSV)
-        no_meta = sorted(set(annotations.index) - set(metadata.index), key=_natural)
-        for song_id in no_meta:
-            labels.decisions.append(f"mid-level song {song_id}: annotated but has no metadata row; "
-                                    "kept for training, excluded from the artist-disjoint test split")
-        labels.midlevel = annotations / LABEL_SCALE
-        labels.metadata = metadata
-    if present["soundtracks"]:
-        labels.emotions = read_ratings(raw_dir / RATINGS_CSV)[list(EMOTIONS)] / LABEL_SCALE
-    if labels.midlevel is not None and labels.emotions is not None:
-        song_ids = labels.soundtracks_song_ids
-        numbers = [n for n in labels.emotions.index if song_ids.get(n) in labels.midlevel.index]
-        for number in sorted(set(labels.emotions.index) - set(numbers)):
-            labels.decisions.append(f"soundtracks clip {number}: no mid-level annotation found "
-                                    "(metadata 'ID at file source'); used for A2E only")
-        frame = labels.midlevel.loc[[song_ids[n] for n in numbers]]
-        frame.index = pd.Index(numbers, name="number")
-        labels.soundtracks_midlevel = frame
-    return labels
-
-
-def _natural(value: str) -> tuple:
-    return (0, int(value), "") if value.isdigit() else (1, 0, value)
-
-
-def align(ids: list[str], available: set[str], what: str, decisions: list[str]) -> list[str]:
-    """Keep the labelled ids that have a spectrogram, recording every one left out.
-
-    Parameters
-    ----------
-    ids : list of str
-        Labelled clip ids.
-    available : set of str
-        Clip ids that have audio (a spectrogram).
-    what : str
-        Dataset name for the messages.
-    decisions : list of str
-        Appended to: one line per excluded clip, in either direction.
-    """
-    kept = [i for i in ids if i in available]
-    for i in sorted(set(ids) - available, key=_natural):
-        decisions.append(f"{what} clip {i}: has labels but no usable audio (missing or failed to "
-                         "decode, see data/resampled/report.json); excluded")
-    for i in sorted(available - set(ids), key=_natural):
-        decisions.append(f"{what} clip {i}: has audio but no labels; excluded")
-    return kept
-
-
-def artist_disjoint_split(metadata: pd.DataFrame, ids: list[str], *, test_fraction: float,
-                          seed: int) -> tuple[list[str], list[str]]:
-    """The A2Mid+ test split as Aljanaki & Soleymani made it: tracks of single-track artists.
-
-    Tracks whose artist appears exactly once in the data are candidates, so no artist is in
-    both train and test; ``test_fraction`` of all tracks are drawn from them (all of them when
-    there are fewer, which the caller can see from the returned sizes).
-    """
-    rows = metadata.loc[[i for i in ids if i in metadata.index]]
-    counts = rows["artist"].str.lower().value_counts()
-    singles = [i for i in ids if i in rows.index and counts[rows.loc[i, "artist"].lower()] == 1]
-    if not singles:
-        raise CorpusError("artist-disjoint split: no artist appears exactly once in metadata.csv")
-    rng = np.random.default_rng(seed)
-    n_test = min(len(singles), max(1, round(test_fraction * len(ids))))
-    test = sorted(rng.choice(singles, size=n_test, replace=False).tolist(), key=_natural)
-    test_set = set(test)
-    return [i for i in ids if i not in test_set], test
-
-
-@dataclass(frozen=True)
-class Split:
-    """One run's split of the Soundtracks clips, shared by every model of that run."""
-
-    seed: int
-    train: tuple[str, ...]
-    validation: tuple[str, ...]
-    test: tuple[str, ...]
-
-
-def holdout(ids: list[str], *, fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """Hold out a random ``fraction`` of ``ids`` (at least one): returns ``(rest, held_out)``."""
-    if not 0 < fraction < 1:
-        raise ValueError(f"holdout fraction must be in (0, 1), got {fraction}")
-    ids = sorted(ids, key=_natural)
-    order = np.random.default_rng(seed).permutation(len(ids))
-    n_held = max(1, round(fraction * len(ids)))
-    if len(ids) - n_held < 2:
-        raise ValueError(f"{len(ids)} clips are too few to hold out {fraction:g} of them")
-    held = set(order[:n_held].tolist())
-    return ([i for k, i in enumerate(ids) if k not in held], [i for k, i in enumerate(ids) if k in held])
-
-
-def random_split(ids: list[str], *, seed: int, test_fraction: float,
-                 validation_fraction: float) -> Split:
-    """A random train/validation/test split; validation is carved out of train.
-
-    ``validation_fraction`` is a share of the training part (early stopping only).
-    """
-    rest, test = holdout(ids, fraction=test_fraction, seed=seed)
-    train, validation = holdout(rest, fraction=validation_fraction, seed=seed + 1)
-    return Split(seed, tuple(train), tuple(validation), tuple(test))

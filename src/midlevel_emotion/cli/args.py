@@ -1,4 +1,5 @@
-"""The arguments and help texts of ``midlevel-emotion`` (see :mod:`.cli` for what they do).
+"""The arguments, help texts and exit statuses of ``midlevel-emotion`` (see :mod:`.main` for
+what the commands do).
 
 Nothing heavy is imported here, so ``--help`` and ``--version`` answer at once.
 """
@@ -57,6 +58,8 @@ explains together: each number is the mean over runs, with its spread between ru
 share of runs that agree on each effect's sign. A feature the model predicts with a test r
 below {MIN_FEATURE_R_TEXT} (--min-feature-r) is marked unreliable (*): its effects explain little."""
 
+# The exit statuses, next to the help text that promises them to the user.
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 EXIT_TEXT = """\
 exit status: 0 ok; 1 failure (model error, some files of a batch failed); 2 usage or input
 error (bad arguments, missing/unreadable/non-audio file, missing, damaged or incompatible
