@@ -250,7 +250,8 @@ def concurrency_worker(spec: dict) -> dict:
     configure_cpu(spec["reproducible"])  # before torch loads
     import numpy as np
 
-    from midlevel_emotion.experiments.grid import GridSettings, RunTask, run_grid
+    from midlevel_emotion.experiments.grid import GridSettings, run_grid
+    from midlevel_emotion.experiments.run import RunTask
     from midlevel_emotion.signal.store import SpectrogramStore
 
     store = SpectrogramStore.open(spec["store"])

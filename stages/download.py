@@ -10,7 +10,7 @@ import argparse
 
 from _common import run
 
-from midlevel_emotion.data.download import prepare_raw
+from midlevel_emotion.data.download_stage import prepare_raw
 from midlevel_emotion.core.params import load_params
 
 

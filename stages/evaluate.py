@@ -4,7 +4,7 @@
         --reference reference/paper.json --out-metrics metrics/evaluate.json \
         --headline metrics/headline.json --checks reference/checks.json --report reports/evaluation.md --params params.yaml
 
-All logic lives in :func:`midlevel_emotion.evaluation.evaluation.evaluate`; this script only parses
+All logic lives in :func:`midlevel_emotion.evaluation.evaluate_stage.evaluate`; this script only parses
 arguments and writes the three outputs atomically.
 """
 
@@ -12,7 +12,7 @@ import argparse
 
 from _common import run
 
-from midlevel_emotion.evaluation.evaluation import evaluate
+from midlevel_emotion.evaluation.evaluate_stage import evaluate
 from midlevel_emotion.core.fileio import write_json, write_text
 from midlevel_emotion.core.params import load_params
 

@@ -1,4 +1,4 @@
-"""Tests for ``midlevel_emotion.data.download`` against a local HTTP server on 127.0.0.1.
+"""Tests for ``midlevel_emotion.data.download_stage`` against a local HTTP server on 127.0.0.1.
 
 The real hosts (OSF) are unreachable from the build machines, so a small threaded
 ``http.server`` serves miniature archives with the published layout and can misbehave
@@ -26,9 +26,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from midlevel_emotion.data import download as dl
+from midlevel_emotion.data import download_stage as dl
 from midlevel_emotion.data import transfer
-from midlevel_emotion.data.download import copy_local, download_archives, extract_zip, fetch
+from midlevel_emotion.data.download_stage import copy_local, download_archives, extract_zip, fetch
 from midlevel_emotion.core.config import Params
 from midlevel_emotion.core.errors import CorruptArchiveError, DownloadError, ParamsError, UnsafeArchiveError
 

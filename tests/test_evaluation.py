@@ -16,7 +16,7 @@ from scipy import stats
 from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.evaluation.collect import read_truth_weights
 from midlevel_emotion.core.errors import EvaluationError
-from midlevel_emotion.evaluation.evaluation import evaluate
+from midlevel_emotion.evaluation.evaluate_stage import evaluate
 from midlevel_emotion.experiments.results import score_records, split_records, write_not_run, write_stage
 from midlevel_emotion.evaluation.metrics_file import list_paths
 from midlevel_emotion.evaluation.planted_truth import weights_vs_truth

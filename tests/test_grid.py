@@ -18,7 +18,8 @@ import yaml
 
 from midlevel_emotion.learning.checkpoints import load_checkpoint
 from midlevel_emotion.experiments.fingerprint import state_digest
-from midlevel_emotion.experiments.grid import GridSettings, _cause, run_device, runs_at_once, threads_per_run
+from midlevel_emotion.experiments.grid import GridSettings, _cause, runs_at_once, threads_per_run
+from midlevel_emotion.experiments.run import run_device
 from midlevel_emotion.core.config import Params
 from midlevel_emotion.core.errors import ParamsError
 

@@ -80,7 +80,7 @@ def seeds(v: Any) -> str | None:
 
 def archives(v: Any) -> str | None:
     """The entries' own keys (name, url, sha256, extract_to, kind, ...) are checked where they
-    are planned, naming the archive (``download._plan``); here only the shape."""
+    are planned, naming the archive (``download_stage._plan``); here only the shape."""
     return (None if isinstance(v, (list, tuple)) and all(isinstance(item, Mapping) for item in v)
             else "a list of archives")
 

@@ -1,7 +1,7 @@
 """The evaluation report (``reports/evaluation.md``): one small function per section.
 
 Each section function takes the evaluation's result (see
-:func:`midlevel_emotion.evaluation.evaluation.evaluate`) and the paper's reference values and returns its
+:func:`midlevel_emotion.evaluation.evaluate_stage.evaluate`) and the paper's reference values and returns its
 Markdown lines; :func:`render_report` joins them in the paper's order.
 """
 
@@ -337,11 +337,11 @@ def render_report(result: Mapping[str, Any], reference: Mapping[str, Any]) -> st
     Parameters
     ----------
     result : mapping
-        What :func:`midlevel_emotion.evaluation.evaluation.evaluate` computed: ``corpus``, ``seeds``,
+        What :func:`midlevel_emotion.evaluation.evaluate_stage.evaluate` computed: ``corpus``, ``seeds``,
         ``synthetic``, ``metrics``, ``not_run`` (model -> reason), ``leak_check``,
         ``truth_skipped``, ``truth_error``, ``stability_skipped``, ``stability_sign_agreement``,
         ``reference_path``, ``output_init``.
     reference : mapping
-        The paper's values (:func:`midlevel_emotion.evaluation.evaluation.load_reference`).
+        The paper's values (:func:`midlevel_emotion.evaluation.evaluate_stage.load_reference`).
     """
     return "\n".join(line for section in SECTIONS for line in section(result, reference))

@@ -20,9 +20,8 @@ Whatever the executor, the stage waits for every run and then writes its results
 metrics file, so DVC sees one stage and one ``dvc.lock`` entry. Which one is fastest where is
 measured by ``benchmarks/train.py`` (docs/performance.md, "Benchmarks").
 
-This module imports neither numpy nor torch at load: a worker or a Slurm job unpickles
-:func:`run_task` first, then pins its threads (:mod:`midlevel_emotion.core.determinism`), then loads
-torch.
+What happens in a run is :mod:`.run`'s business (:func:`.run.run_task`); this module only
+decides where. Like :mod:`.run`, it imports neither numpy nor torch at load.
 """
 
 from __future__ import annotations
@@ -32,17 +31,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from ..core.config import EXECUTORS, Params, SlurmParams
-from ..core.determinism import REPRODUCIBLE_THREADS, configure_cpu
+from ..core.determinism import REPRODUCIBLE_THREADS
 from ..core.errors import GridError
-
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
-    from ..learning.training import TrainConfig
+from .run import RunResult, RunTask, run_task
 
 #: ``grid.slurm`` keys and the ``submitit`` parameter each one sets.
 SLURM_PARAMETERS = {"partition": "slurm_partition", "gpus_per_node": "gpus_per_node",
@@ -72,82 +66,6 @@ class GridSettings:
         """The settings params.yaml's ``grid`` and ``train.reproducible`` give (checked as the file was read)."""
         return cls(executor=params.grid.executor, jobs=params.grid.jobs, reproducible=params.train.reproducible,
                    slurm=params.grid.slurm)
-
-
-@dataclass(frozen=True)
-class RunTask:
-    """One run of the grid: what to train on, how, and where its checkpoint goes.
-
-    Everything a worker process or a Slurm job needs travels in it (paths, not data: the
-    spectrogram store is memory-mapped where the run trains).
-    """
-
-    kind: str  # the network: "a2e", "a2mid" or "joint" (models.build_model)
-    name: str  # the run: checkpoint stem and training-curve folder, e.g. "a2e_seed_0"
-    model: str  # the model's name in the results tables, e.g. "a2e", "a2mid_plus"
-    seed: int
-    store: Path  # spectrogram store folder (training.ClipSet's clips)
-    split: dict[str, tuple[str, ...]]  # "train", "validation", "test" clip ids
-    targets: dict[str, "np.ndarray | None"]  # the same keys; rows in the split's order
-    names: tuple[str, ...]  # target names, in the targets' column order
-    song_ids: dict[str, str] | None  # store clip id -> mid-level song id (None: they are song ids)
-    config: "TrainConfig"
-    checkpoint: Path
-    checkpoint_meta: dict[str, Any]  # spectrogram, corpus, params_digest: checkpoints.save_checkpoint's
-    threads: int | None = None  # intra-op threads where the run trains; None: leave as configured
-    reproducible: bool = False
-    gpu_index: int | None = None  # with several GPUs, which one (modulo their count)
-
-
-@dataclass
-class RunResult:
-    """What a run returns to the stage: its results rows (:mod:`midlevel_emotion.experiments.results`) and curves."""
-
-    records: list[dict]
-    splits: list[dict]
-    history: list[dict[str, float]]
-
-
-def run_task(task: RunTask, progress: bool = False,
-             on_epoch: Callable[[dict[str, float]], None] | None = None) -> RunResult:
-    """Train one run, save its checkpoint and score its test clips.
-
-    ``progress`` shows the per-epoch bar; ``on_epoch`` receives each epoch's history row
-    (live training curves, in the stage's process only).
-    """
-    if task.threads is not None:
-        configure_cpu(task.reproducible, task.threads)  # before torch loads, in a fresh worker
-    import numpy as np
-
-    from . import results
-    from ..learning.checkpoints import save_checkpoint
-    from ..signal.store import SpectrogramStore
-    from ..learning.training import ClipSet, predict, train
-
-    device = run_device(task.gpu_index)
-    store = SpectrogramStore.open(task.store)
-
-    def clips(part: str) -> ClipSet:
-        return ClipSet(list(task.split[part]), [store.clip(i) for i in task.split[part]],
-                       np.asarray(task.targets[part], dtype=np.float32))
-
-    result = train(task.kind, clips("train"), clips("validation"), mean=store.mean, std=store.std,
-                   config=task.config, seed=task.seed, device=device, description=task.name, progress=progress,
-                   on_epoch=on_epoch)
-    test_ids = task.split["test"]
-    prediction = None
-    if test_ids:
-        prediction = predict(result.model, [store.clip(i) for i in test_ids], mean=store.mean, std=store.std,
-                             crop_frames=task.config.crop_frames, hop_frames=task.config.hop_frames, device=device)
-    records = results.score_records(task.model, task.seed, task.names, task.split, y_train=task.targets["train"],
-                                    y_test=task.targets["test"], prediction=prediction,
-                                    best_epoch=result.best_epoch, epochs=len(result.history))
-    save_checkpoint(task.checkpoint, result.model, kind=task.kind, config=task.config,
-                    test_pearson=results.test_pearson(records), seed=task.seed, **task.checkpoint_meta,
-                    extra={"best_epoch": result.best_epoch, "epochs": len(result.history),
-                           "test_ids": list(test_ids)})
-    return RunResult(records, results.split_records(task.model, task.seed, task.split, task.song_ids),
-                     result.history)
 
 
 def run_grid(tasks: Sequence[RunTask], settings: GridSettings, *, desc: str, progress: bool = True,
@@ -195,19 +113,6 @@ def runs_at_once(settings: GridSettings, n_tasks: int) -> int:
 
         jobs = torch.cuda.device_count() or resolve_jobs(0)
     return max(1, min(jobs, n_tasks))
-
-
-def run_device(gpu_index: int | None) -> torch.device:
-    """Where a run trains: the CPU without a GPU, else GPU ``gpu_index`` modulo their count
-    (runs spread round-robin over the GPUs; None: torch's current GPU)."""
-    import torch
-
-    from ..learning.training import default_device
-
-    device = default_device()
-    if device.type == "cuda" and gpu_index is not None:
-        device = torch.device("cuda", gpu_index % torch.cuda.device_count())
-    return device
 
 
 def threads_per_run(settings: GridSettings, jobs: int) -> int:

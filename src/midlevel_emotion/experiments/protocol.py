@@ -28,12 +28,12 @@ from ..data.labels import Labels, load_labels
 from ..data.splits import Split, align, artist_disjoint_split, holdout, random_split
 from ..core.errors import MissingDataError
 from ..core.fileio import write_json, write_text
-from ..learning.scores import fit_linear
 from ..signal.store import SpectrogramStore
 from ..core.config import Params
 from . import results
 from ..learning.checkpoints import load_checkpoint, params_hash, save_checkpoint
-from .grid import GridSettings, RunResult, RunTask, run_grid
+from .grid import GridSettings, run_grid
+from .run import RunResult, RunTask, fit_linear_run
 from ..learning.inference import predict_checkpoint
 from ..learning.training import TrainConfig
 
@@ -258,22 +258,19 @@ def fit_mid2e(ctx: Context, a2mid_checkpoint: Path, models_dir: Path, results_di
                               "midlevel_features": list(MIDLEVEL_FEATURES)}
     for seed in ctx.seeds:
         split = run_split(ctx, seed, ids)
-        fit_ids, test_ids = list(split.train) + list(split.validation), list(split.test)
-        y_fit, y_test = emotions.loc[fit_ids].to_numpy(), emotions.loc[test_ids].to_numpy()
         # the linear maps are fitted on train + validation (nothing to stop early)
-        split_ids = {"train": fit_ids, "test": test_ids}
+        split_ids = {"train": list(split.train) + list(split.validation), "test": list(split.test)}
         for name, x, upstream in (("mid2e", lambda s: annotated.loc[s].to_numpy(), ""),
                                   ("a2mid2e", lambda s: np.stack([mid_pred[i] for i in s]),
                                    Path(a2mid_checkpoint).stem)):
-            weight, bias = fit_linear(x(fit_ids), y_fit)
-            prediction = x(test_ids) @ weight.T + bias
-            run = results.score_records(name, seed, EMOTIONS, split_ids, y_train=y_fit, y_test=y_test,
-                                        prediction=prediction, upstream=upstream)
-            records.extend(run)
-            splits.extend(results.split_records(name, seed, split_ids, labels.soundtracks_song_ids))
+            run, weight, bias = fit_linear_run(name, seed, split_ids, labels.soundtracks_song_ids, x=x,
+                                               y=lambda s: emotions.loc[s].to_numpy(), names=EMOTIONS,
+                                               upstream=upstream)
+            records.extend(run.records)
+            splits.extend(run.splits)
             linear[name][f"seed_{seed}"] = {"weight": weight.round(6).tolist(), "bias": bias.round(6).tolist()}
             if name == "a2mid2e" and seed == ctx.seeds[0]:
-                _save_a2mid2e(ctx, a2mid, meta, weight, bias, seed, results.test_pearson(run),
+                _save_a2mid2e(ctx, a2mid, meta, weight, bias, seed, results.test_pearson(run.records),
                               models_dir / "a2mid2e.pt")
     write_json(models_dir / "linear.json", linear)
     return results.write_stage(results_dir, metrics_path, records, splits, {"excluded_clips": len(decisions)})

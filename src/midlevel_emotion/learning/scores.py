@@ -1,7 +1,7 @@
 """Scores: Pearson correlation per target (the paper's metric), the least-squares linear map
 (Mid2E, A2Mid2E) and test MSE against the predict-the-train-mean baseline.
 
-Kept apart from :mod:`midlevel_emotion.evaluation.evaluation` so that training, which scores every
+Kept apart from :mod:`midlevel_emotion.evaluation.evaluate_stage` so that training, which scores every
 validation epoch, does not depend on the report code.
 """
 
