@@ -4,11 +4,12 @@
 
 Writes ``--clips`` song-like 44.1 kHz stereo mp3 clips (``explain_song.make_song``, one seed
 each) into a temporary directory and saves two untrained Joint checkpoints, one with the
-paper's 10 s window (2 windows per 15 s clip at the default hop of half a window) and one
-with the embedded default's 3 s window (9 windows); the weights do not change the timing.
+paper's 10 s window (2 windows per 15 s clip) and one with the embedded default's 3 s window
+(9 windows), each with an evaluation hop of half its window (the paper profile's 5 s for 10 s),
+which the CLI's windows follow by default; the weights do not change the timing.
 With the model loaded, in this one process, it times:
 
-* per file: ``explanation.explain(f, model)`` for every file, what the CLI did before
+* per file: ``song.explain(f, model)`` for every file, what the CLI did before
   (each call sets the network up again and runs only that file's windows);
 * set-up shared, one file per pass: ``explain_many`` with ``batch_size`` equal to a clip's
   window count, so each forward pass still holds one file's windows (separates the two gains);
@@ -44,7 +45,8 @@ from explain_song import SR, make_song  # noqa: E402
 
 
 def save_checkpoint(path: Path, crop_seconds: float, seed: int = 0) -> Path:
-    """An untrained Joint checkpoint with the embedded default's params and this window."""
+    """An untrained Joint checkpoint with the embedded default's params, this window and an
+    evaluation hop of half of it (what the CLI's windows follow by default)."""
     from midlevel_emotion.learning.checkpoints import save_checkpoint as save
     from midlevel_emotion.core.constants import SpectrogramSettings
     from midlevel_emotion.learning.models import build_model
@@ -54,7 +56,8 @@ def save_checkpoint(path: Path, crop_seconds: float, seed: int = 0) -> Path:
     import torch
 
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml")
-    config = TrainConfig.from_params(params.changed({"train.crop_seconds": crop_seconds}), "joint")
+    config = TrainConfig.from_params(params.changed({"train.crop_seconds": crop_seconds,
+                                                            "train.eval_hop_seconds": crop_seconds / 2}), "joint")
     torch.manual_seed(seed)
     save(path, build_model("joint", width=config.width).eval(), kind="joint", config=config,
          spectrogram={**SpectrogramSettings().as_dict(), "mean": 0.3, "std": 0.4}, corpus="synthetic", seed=seed,
@@ -86,7 +89,8 @@ def main() -> int:
     import torch
 
     from midlevel_emotion.signal import audio
-    from midlevel_emotion.explanation import explanation
+    from midlevel_emotion.explanation.network import load_model
+    from midlevel_emotion.explanation.song import explain
     from midlevel_emotion.explanation.batch import Timings, explain_many
     from midlevel_emotion.core.parallel import map_tasks
 
@@ -99,14 +103,14 @@ def main() -> int:
         for i, path in enumerate(files):
             sf.write(path, make_song(args.seconds, seed=i), SR)
         for window, crop_seconds in (("paper, 10 s", 10.0), ("embedded, 3 s", 3.0)):
-            model = explanation.load_model(save_checkpoint(work / f"joint_{crop_seconds:g}s.pt", crop_seconds))
-            ensemble = [explanation.load_model(save_checkpoint(work / f"joint_{crop_seconds:g}s_seed_{s}.pt",
+            model = load_model(save_checkpoint(work / f"joint_{crop_seconds:g}s.pt", crop_seconds))
+            ensemble = [load_model(save_checkpoint(work / f"joint_{crop_seconds:g}s_seed_{s}.pt",
                                                                crop_seconds, seed=s)) for s in range(args.runs)]
-            first = explanation.explain(files[0], model)  # warm: librosa's kernels, torch's primitives
+            first = explain(files[0], model)  # warm: librosa's kernels, torch's primitives
             per_clip = len(first.times)
             timings = Timings()
             modes: dict[str, Callable[[], object]] = {
-                "per file (former CLI)": lambda: [explanation.explain(f, model) for f in files],
+                "per file (former CLI)": lambda: [explain(f, model) for f in files],
                 f"set-up shared, one file per pass ({per_clip} windows)":
                     lambda: list(explain_many(files, model, batch_size=per_clip)),
                 "batched across files, 16 windows per pass (CLI)":
@@ -133,7 +137,7 @@ def main() -> int:
     load_after = os.getloadavg()[0]
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"{args.clips} clips of {args.seconds:g} s, mp3 44.1 kHz stereo; default hop (half the window); "
+    print(f"{args.clips} clips of {args.seconds:g} s, mp3 44.1 kHz stereo; hop half the window; "
           f"best of {args.repeats}")
     print(f"machine: {cores} CPU cores, torch {torch.__version__} with {torch.get_num_threads()} threads; "
           f"load average {load_before:.2f} before, {load_after:.2f} after (this run's own threads included)")

@@ -75,6 +75,7 @@ def bench_checkpoint(requested: str | None, workdir: Path) -> tuple[Path, str]:
     path = workdir / "joint_untrained.pt"
     params = load_params(Path(__file__).resolve().parents[1] / "params.yaml").changed({
         "train.crop_seconds": 10.0,  # the paper's window (params.yaml's is shorter)
+        "train.eval_hop_seconds": 5.0,  # and the paper profile's hop, which the CLI's windows follow
         "train.width": 1.0})  # and the paper's trunk, which build_model gives by default
     save_checkpoint(path, build_model("joint").eval(), kind="joint", config=TrainConfig.from_params(params, "joint"),
                     spectrogram={**SpectrogramSettings().as_dict(), "mean": 0.3, "std": 0.4}, corpus="synthetic",

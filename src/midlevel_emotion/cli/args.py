@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                             f"(default: {MIN_FEATURE_R_TEXT})")
     model.add_argument("--hop", metavar="SECONDS", type=_positive_seconds, default=None,
                        help="slide the window by this much over a long file "
-                            "(default: half the window, e.g. 5 s for the paper's 10 s window)")
+                            "(default: the hop the model was scored with, train.eval_hop_seconds: "
+                            "5 s in the paper profile, 6 s in the embedded run)")
 
     parser = argparse.ArgumentParser(
         prog=PROG, formatter_class=_Formatter, epilog=MAIN_EPILOG,

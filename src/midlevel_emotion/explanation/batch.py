@@ -3,8 +3,8 @@ each forward pass.
 
 :func:`midlevel_emotion.explanation.song.explain` sets the network up for every call (two checks
 and a BatchNorm-folded copy: about three forward passes of one window) and then runs the
-windows of its one file: at the default hop 2 windows of a 15 s clip at the paper's 10 s
-window, 9 at the embedded 3 s window. :func:`explain_many` sets the network up once per run
+windows of its one file: at the model's evaluation hop 2 windows of a 15 s clip at the paper's
+10 s window and 5 s hop, 3 at the embedded 3 s window and 6 s hop. :func:`explain_many` sets the network up once per run
 and fills every forward pass with up to ``batch_size`` windows, taken from as many files as
 needed, then splits the predictions back per file.
 
@@ -145,7 +145,7 @@ def explain_many(sources: Sequence[str | Path], checkpoint: str | Path | tuple |
     min_feature_r : float
         Features predicted with a lower test r are marked unreliable.
     hop_seconds : float, optional
-        Hop between windows; default half the model's window.
+        Hop between windows; default the model's evaluation hop (as :func:`.song.explain`).
     batch_size : int
         Windows per forward pass (a pass may hold windows of several files, and a long file's
         windows may span several passes).
