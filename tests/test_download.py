@@ -30,6 +30,7 @@ from midlevel_emotion.data import download_stage as dl
 from midlevel_emotion.data import transfer
 from midlevel_emotion.data.download_stage import copy_local, download_archives, extract_zip, fetch
 from midlevel_emotion.core.config import Params
+from midlevel_emotion.core.params import load_params
 from midlevel_emotion.core.errors import CorruptArchiveError, DownloadError, ParamsError, UnsafeArchiveError
 
 # ----------------------------------------------------------------------------- server
@@ -174,6 +175,9 @@ def _payload(n: int = 10_000) -> bytes:
 
 
 # The published layouts, in miniature (content bytes are irrelevant here).
+#: The repository's download bounds (params.yaml is their only home; download_archives has no defaults).
+LIMITS = load_params(Path(__file__).resolve().parents[1] / "params.yaml").download
+
 ANNOTATIONS_CSV = b"song_id, melody, articulation\r\n1,5.0,4.0\r\n2,6.0,3.0\r\n"
 METADATA_CSV = b"song id;Source;ID at file source\n1;soundtracks;1\n2;allmusic;x\n"
 RATINGS_CSV = ("\ufeffnumber,valence,energy,tension,anger,fear,happy,sad,tender,TARGET\r\n"
@@ -474,7 +478,7 @@ def test_download_archives_happy_path_layout(server, tmp_path):
     archives = _archives(state, base)
     raw = tmp_path / "data" / "raw"
 
-    download_archives(archives, raw, progress=False)
+    download_archives(archives, raw, limits=LIMITS, progress=False)
 
     files = sorted(str(p.relative_to(raw)) for p in raw.rglob("*") if p.is_file())
     kept = [f"_archives/{name}{suffix}"
@@ -497,7 +501,7 @@ def test_download_archives_happy_path_layout(server, tmp_path):
 
     # A re-run downloads nothing again.
     n = len(state.requests)
-    download_archives(archives, raw, progress=False)
+    download_archives(archives, raw, limits=LIMITS, progress=False)
     assert len(state.requests) == n
 
 
@@ -505,7 +509,7 @@ def test_download_archives_separate_archive_dir(server, tmp_path):
     state, base = server
     archives = _archives(state, base)[2:3]
     raw, keep = tmp_path / "data" / "raw", tmp_path / "data" / "archives"
-    download_archives(archives, raw, progress=False, archive_dir=keep)
+    download_archives(archives, raw, limits=LIMITS, progress=False, archive_dir=keep)
     assert (keep / "soundtracks.zip").is_file()
     assert not (raw / "_archives").exists()
     assert (raw / "soundtracks" / "audio" / "001.mp3").is_file()
@@ -521,7 +525,7 @@ def test_download_archives_lists_manual_paths_when_offline(tmp_path):
          "extract_to": "soundtracks"},
     ]
     with pytest.raises(DownloadError) as info:
-        download_archives(archives, raw, progress=False)
+        download_archives(archives, raw, limits=LIMITS, progress=False)
     msg = str(info.value)
     assert "\n" not in msg
     assert "2 problems with the 2 dataset archives" in msg
@@ -538,7 +542,7 @@ def test_download_archives_corrupt_archive_is_moved_aside(server, tmp_path):
     archives = [{"name": "soundtracks", "url": f"{base}/s.zip", "sha256": None,
                  "extract_to": "soundtracks"}]
     with pytest.raises(DownloadError) as info:
-        download_archives(archives, raw, progress=False)
+        download_archives(archives, raw, limits=LIMITS, progress=False)
     assert isinstance(info.value, CorruptArchiveError)
     msg = str(info.value)
     assert "soundtracks.zip" in msg and f"{base}/s.zip" in msg
@@ -550,10 +554,10 @@ def test_download_archives_corrupt_archive_is_moved_aside(server, tmp_path):
 def test_download_archives_rejects_malformed_spec(tmp_path):
     with pytest.raises(ValueError, match="extract_to"):
         download_archives([{"name": "x", "url": "http://127.0.0.1:1/x.zip", "sha256": None}],
-                          tmp_path)
+                          tmp_path, limits=LIMITS)
     with pytest.raises(ValueError, match=r"\.\."):
         download_archives([{"name": "x", "url": "http://127.0.0.1:1/x.zip", "sha256": None,
-                            "extract_to": "../outside"}], tmp_path)
+                            "extract_to": "../outside"}], tmp_path, limits=LIMITS)
 
 
 # ----------------------------------------------------------------------------- local
@@ -768,7 +772,7 @@ def test_bad_archives_and_urls_are_reported_together_and_the_rest_still_tried(se
     ]
     raw = tmp_path / "raw"
     with pytest.raises(DownloadError) as info:
-        download_archives(archives, raw, progress=False)
+        download_archives(archives, raw, limits=LIMITS, progress=False)
     msg = str(info.value)
     assert "\n" not in msg and "problems with the 5 dataset archives" in msg
     for part in ("[bad_url] Could not download 'htp:/nowhere': malformed URL",
@@ -778,7 +782,7 @@ def test_bad_archives_and_urls_are_reported_together_and_the_rest_still_tried(se
     assert state.ranges("/ok.zip") == [None]  # still fetched
     # Downloads failed, so nothing was extracted; fix the params and only the bomb is left.
     with pytest.raises(UnsafeArchiveError) as info:
-        download_archives(archives[3:], raw, progress=False)
+        download_archives(archives[3:], raw, limits=LIMITS, progress=False)
     msg = str(info.value)
     assert msg.startswith("[bomb] bomb.zip from ") and "possible zip bomb" in msg
     assert (raw / "midlevel/metadata_annotations/annotations.csv").is_file()  # the rest: done

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .archive import extract_zip, verify_zip
-from ..core.config import DATA_SOURCES, Params
+from ..core.config import DATA_SOURCES, DownloadParams, Params
 from .labels import validate_raw
 from ..core.errors import ArchiveError, DownloadError
 from ..core.fileio import remove_stale_staging, replace_dir, staging_dir
@@ -41,10 +41,9 @@ __all__ = [
 
 ARCHIVE_SUBDIR = "_archives"
 
-# download.* params passed on to fetch / extract_zip, with the defaults used when a key is absent.
-_FETCH_OPTIONS = {"timeout_seconds": 30.0, "retries": 3, "deadline_seconds": None,
-                  "min_bytes_per_second": 0.0, "rate_window_seconds": 60.0}
-_EXTRACT_OPTIONS = {"max_extracted_bytes": 20 * 10**9, "max_compression_ratio": 200.0}
+# The download.* params that bound each transfer (fetch) and each extraction (extract_zip).
+_FETCH_KEYS = ("timeout_seconds", "retries", "deadline_seconds", "min_bytes_per_second", "rate_window_seconds")
+_EXTRACT_KEYS = ("max_extracted_bytes", "max_compression_ratio")
 
 
 @dataclass
@@ -99,19 +98,17 @@ def _plan(spec: Any, index: int, raw_dir: Path, archive_dir: Path) -> _Archive:
                     bool(spec.get("strip_top_dir", True)))
 
 
-def _options(defaults: Mapping[str, Any], given: Mapping[str, Any] | None) -> dict[str, Any]:
-    given = given or {}
-    return {key: value if given.get(key) is None else given[key]
-            for key, value in defaults.items()}
+def _options(limits: DownloadParams, keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: getattr(limits, key) for key in keys}
 
 
 def download_archives(
     archives: list[dict[str, Any]],
     raw_dir: Path,
     *,
+    limits: DownloadParams,
     progress: bool = True,
     archive_dir: Path | None = None,
-    limits: Mapping[str, Any] | None = None,
 ) -> None:
     """Download every dataset archive, keep it in ``archive_dir``, and unpack it into ``raw_dir``.
 
@@ -132,9 +129,10 @@ def download_archives(
         unfinished ones. Default ``raw_dir/_archives``; point it outside a DVC output
         (which DVC deletes before re-running a stage) to keep them across runs.
     limits
-        The ``download`` params: ``timeout_seconds``, ``retries``, ``deadline_seconds``,
-        ``min_bytes_per_second``, ``rate_window_seconds`` (see :func:`fetch`),
-        ``max_extracted_bytes`` and ``max_compression_ratio`` (see :func:`extract_zip`).
+        The ``download`` params (no defaults here: params.yaml is their only home):
+        ``timeout_seconds``, ``retries``, ``deadline_seconds``, ``min_bytes_per_second``,
+        ``rate_window_seconds`` (see :func:`fetch`), ``max_extracted_bytes`` and
+        ``max_compression_ratio`` (see :func:`extract_zip`).
 
     Raises
     ------
@@ -160,7 +158,7 @@ def download_archives(
     if not plans and not failures:
         raise _spec_error("-", "no archives are listed")
 
-    fetch_options = _options(_FETCH_OPTIONS, limits)
+    fetch_options = _options(limits, _FETCH_KEYS)
     fetched = []
     for plan in plans:
         verify = verify_zip if plan.kind == "zip" else None
@@ -175,7 +173,7 @@ def download_archives(
     # the rest first would be wasted, since the stage fails anyway.
     if not failures:
         for plan in fetched:
-            failure = _unpack(plan, _options(_EXTRACT_OPTIONS, limits))
+            failure = _unpack(plan, _options(limits, _EXTRACT_KEYS))
             if failure is not None:
                 failures.append(failure)
     if failures:
@@ -271,7 +269,7 @@ def prepare_raw(source: str, raw_dir: Path, params: Params, *, progress: bool = 
         elif source == "download":
             cfg = params.download
             download_archives(list(cfg.archives), staging, archive_dir=Path(cfg.archive_dir),
-                              progress=progress, limits=asdict(cfg))
+                              progress=progress, limits=cfg)
         else:
             copy_local(*local, staging)
         present = validate_raw(staging, shown_as=raw_dir)  # bad label files stop this stage

@@ -50,6 +50,15 @@ def machine() -> dict[str, Any]:
     return {"threads": torch.get_num_threads(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
+def _probe_config(config_class: type, **varied: Any) -> Any:
+    """The probes' training config: the values they share, then ``varied``. Every value is spelled
+    out here, independent of params.yaml, because a fingerprint must stay fixed while the
+    pipeline's params change."""
+    shared = {"fps": 31.25, "learning_rate": 0.0005, "midlevel_loss_weight": 1.0, "last_kernel_size": 3,
+              "dropout": 0.3, "precise_bn": True, "output_init": "train_mean", "precision": "fp32"}
+    return config_class(**shared, **varied)
+
+
 def probe(*, epochs: int = 1, clips: int = 16, crop_seconds: float = 3.0, seed: int = 0) -> dict[str, Any]:
     """Train a Joint model on random clips with :func:`training.train`; fingerprint its weights.
 
@@ -77,12 +86,9 @@ def probe(*, epochs: int = 1, clips: int = 16, crop_seconds: float = 3.0, seed: 
     train_set = ClipSet([f"t{i}" for i in range(n_train)], spectrograms[:n_train], targets[:n_train])
     validation_set = ClipSet([f"v{i}" for i in range(clips - n_train)], spectrograms[n_train:],
                              targets[n_train:])
-    # Every value spelled out: the probe is a fixed fingerprint, independent of params.yaml.
-    config = TrainConfig(crop_seconds=crop_seconds, fps=31.25, batch_size=8, learning_rate=0.0005,
-                         max_epochs=epochs, patience=epochs, eval_hop_seconds=6.0, midlevel_loss_weight=1.0,
-                         last_kernel_size=3, width=1.0, dropout=0.3, precise_bn=True, precise_bn_clips=min(8, n_train),
-                         output_init="train_mean", recenter_output_bias=False,
-                         precision="fp32")
+    config = _probe_config(TrainConfig, crop_seconds=crop_seconds, batch_size=8, max_epochs=epochs, patience=epochs,
+                           eval_hop_seconds=6.0, width=1.0, precise_bn_clips=min(8, n_train),
+                           recenter_output_bias=False)
     result = train("joint", train_set, validation_set, mean=0.0, std=1.0, config=config, seed=seed,
                    device=torch.device("cpu"), progress=False)
     state = result.model.state_dict()
@@ -149,10 +155,8 @@ def probe_data_path(*, seed: int = 0, duration_seconds: float = 3.0, width: floa
                for start in range(0, spec.shape[0] - frames + 1, frames // 4)][:16]
     rng = np.random.default_rng(seed)
     targets = rng.uniform(0.1, 0.9, size=(len(windows), 15))
-    config = TrainConfig(crop_seconds=0.8, fps=settings.fps, batch_size=4, learning_rate=0.0005, max_epochs=1,
-                         patience=1, eval_hop_seconds=0.5, midlevel_loss_weight=1.0, last_kernel_size=3,
-                         width=width, dropout=0.3, precise_bn=True, precise_bn_clips=4, output_init="train_mean",
-                         recenter_output_bias=True, precision="fp32")
+    config = _probe_config(TrainConfig, crop_seconds=0.8, batch_size=4, max_epochs=1, patience=1, eval_hop_seconds=0.5,
+                           width=width, precise_bn_clips=4, recenter_output_bias=True)
     columns = {"a2e": slice(7, 15), "a2mid": slice(0, 7), "joint": slice(0, 15)}
     for kind, cols in columns.items():
         train_set = ClipSet([f"t{i}" for i in range(12)], windows[:12], targets[:12, cols])
