@@ -80,31 +80,35 @@ def test_repro_commit_change_param_and_diff(tiny_run, tmp_path):
     same = run_env([str(BIN / "midlevel-emotion"), "check", "--against", "HEAD"], repo)
     assert "| `a2e.r_avg` |" in same.stdout and "identical" in same.stdout and "**worse**" not in same.stdout
     assert dvc("metrics", "diff", "--json", "--targets", "metrics/a2e.json", cwd=repo).stdout.strip() in ("{}", "")
+    # A param of one stage (the Joint model's loss weight) re-runs that stage and what reads it
     params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"]["learning_rate"] = 0.002
+    params["train_joint"]["midlevel_loss_weight"] = 0.5
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     status = dvc("status", cwd=repo).stdout
-    assert "train_a2e" in status and "download" not in status  # only what depends on the change
+    assert status.startswith("train_joint:")  # only the stage that reads it (then what reads its outputs)
+    assert not any(name in status for name in ("download", "train_a2mid", "fit_mid2e", "train_a2e"))
     dvc("repro", cwd=repo)
 
     params_diff = json.loads(dvc("params", "diff", "--json", cwd=repo).stdout)
-    assert list(params_diff["params.yaml"]) == ["train.learning_rate"]
-    assert params_diff["params.yaml"]["train.learning_rate"]["old"] == 0.0005
-    assert params_diff["params.yaml"]["train.learning_rate"]["new"] == 0.002
+    assert list(params_diff["params.yaml"]) == ["train_joint.midlevel_loss_weight"]
+    assert params_diff["params.yaml"]["train_joint.midlevel_loss_weight"]["old"] == 1.0
+    assert params_diff["params.yaml"]["train_joint.midlevel_loss_weight"]["new"] == 0.5
     metrics_diff = json.loads(dvc("metrics", "diff", "--json", cwd=repo).stdout)
     assert list(metrics_diff) == ["metrics/headline.json"]  # the headline only, by default
     headline = metrics_diff["metrics/headline.json"]
-    assert "a2e.r_avg.mean" in headline and len(headline) <= 40
-    assert headline["a2e.r_avg.mean"]["old"] != headline["a2e.r_avg.mean"]["new"]
-    detail = json.loads(dvc("metrics", "diff", "--json", "--targets", "metrics/a2e.json", "metrics/evaluate.json",
+    assert "joint.r_avg.mean" in headline and len(headline) <= 40
+    assert headline["joint.r_avg.mean"]["old"] != headline["joint.r_avg.mean"]["new"]
+    assert "a2e.r_avg.mean" not in headline  # A2E did not change
+    detail = json.loads(dvc("metrics", "diff", "--json", "--targets", "metrics/joint.json", "metrics/evaluate.json",
                             cwd=repo).stdout)  # every per-run number is still one command away
-    key = "a2e.seed_0.emotions.valence"
-    assert key in detail["metrics/a2e.json"] and detail["metrics/a2e.json"][key]["old"] != detail["metrics/a2e.json"][key]["new"]
+    key = "joint.seed_0.emotions.valence"
+    assert key in detail["metrics/joint.json"]
+    assert detail["metrics/joint.json"][key]["old"] != detail["metrics/joint.json"][key]["new"]
     assert "table2.coe_joint.average.mean" in detail["metrics/evaluate.json"]
-    # the noise-aware verdict against the committed run: it runs, and names the changed A2E
+    # the noise-aware verdict against the committed run: it runs, and names the changed Joint model
     verdict = run([str(BIN / "midlevel-emotion"), "check", "--against", "HEAD",
                    "--out", "verdict.md"], repo, check=False)
-    assert verdict.returncode in (0, 1) and "`a2e.r_avg`" in (repo / "verdict.md").read_text()
+    assert verdict.returncode in (0, 1) and "`joint.r_avg`" in (repo / "verdict.md").read_text()
 
 
 def _leaves(tree: dict) -> dict[str, float]:
