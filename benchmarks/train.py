@@ -182,8 +182,8 @@ def bench_pipeline(device, store_dir: Path, n_train: int, n_validation: int, rou
     from midlevel_emotion.learning.models import build_model
     from midlevel_emotion.signal.store import SpectrogramStore
     from midlevel_emotion.learning.inference import predict
-    from midlevel_emotion.learning.adaptations import inference_model
-    from midlevel_emotion.learning.training import ClipSet, make_optimizer, train_step, training_batches
+    from midlevel_emotion.learning.clips import ClipSet
+    from midlevel_emotion.learning.training import inference_model, make_optimizer, train_step, training_batches
 
     config = config_for(3.0)
     store = SpectrogramStore.open(store_dir)

@@ -21,7 +21,8 @@ from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.core.constants import SpectrogramSettings
 from midlevel_emotion.learning.models import build_model
 from midlevel_emotion.learning.checkpoints import save_checkpoint
-from midlevel_emotion.learning.training import ClipSet, train
+from midlevel_emotion.learning.clips import ClipSet
+from midlevel_emotion.learning.training import train
 from configs import train_config
 
 SR = 44100

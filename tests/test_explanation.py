@@ -29,7 +29,8 @@ from midlevel_emotion.learning.models import build_model
 from midlevel_emotion.learning.checkpoints import load_checkpoint, save_checkpoint
 from midlevel_emotion.core.errors import CheckpointError
 from midlevel_emotion.learning.inference import predict, predict_checkpoint
-from midlevel_emotion.learning.training import ClipSet, train
+from midlevel_emotion.learning.clips import ClipSet
+from midlevel_emotion.learning.training import train
 from configs import params_with, train_config
 
 CONFIG = train_config(crop_seconds=1.0, eval_hop_seconds=1.0, max_epochs=1, patience=5, batch_size=4)

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from midlevel_emotion.learning import precision
-from midlevel_emotion.learning.training import ClipSet, train
+from midlevel_emotion.learning.clips import ClipSet
+from midlevel_emotion.learning.training import train
 
 from configs import train_config
 

@@ -13,7 +13,8 @@ from midlevel_emotion.learning.checkpoints import load_checkpoint, save_checkpoi
 from midlevel_emotion.core.errors import CheckpointError
 from midlevel_emotion.learning.inference import crop, predict, window_starts
 from midlevel_emotion.learning.adaptations import init_output_layers, recalibrate_batchnorm, recenter_output_bias
-from midlevel_emotion.learning.training import ClipSet, train
+from midlevel_emotion.learning.clips import ClipSet
+from midlevel_emotion.learning.training import train
 
 from configs import train_config
 
@@ -222,7 +223,7 @@ def test_output_init_kaiming_keeps_the_papers_initialisation_and_bad_values_fail
 
 
 def test_validation_scores_a_copy_with_precise_batchnorm_statistics():
-    from midlevel_emotion.learning.adaptations import inference_model
+    from midlevel_emotion.learning.training import inference_model
     torch.manual_seed(0)
     from midlevel_emotion.learning.models import build_model
     model = build_model("a2mid")

@@ -76,7 +76,8 @@ def probe(*, epochs: int = 1, clips: int = 16, crop_seconds: float = 3.0, seed: 
 
     from ..core.constants import N_BINS
     from ..core.constants import EMOTIONS, MIDLEVEL_FEATURES
-    from ..learning.training import ClipSet, TrainConfig, train
+    from ..learning.clips import ClipSet
+    from ..learning.training import TrainConfig, train
 
     rng = np.random.default_rng(seed)  # the data does not depend on torch's random stream
     frames, n_targets = 469, len(MIDLEVEL_FEATURES) + len(EMOTIONS)  # 15 s at 31.25 fps
@@ -132,7 +133,8 @@ def probe_data_path(*, seed: int = 0, duration_seconds: float = 3.0, width: floa
     from ..signal.store_writer import write_store_from_arrays
     from ..data.synthetic import generate_corpus
     from ..learning.inference import predict
-    from ..learning.training import ClipSet, TrainConfig, train
+    from ..learning.clips import ClipSet
+    from ..learning.training import TrainConfig, train
 
     steps: dict[str, str] = {}
     settings = SpectrogramSettings()

@@ -48,7 +48,7 @@ class RunTask:
     name: str  # the run: checkpoint stem and training-curve folder, e.g. "a2e_seed_0"
     model: str  # the model's name in the results tables, e.g. "a2e", "a2mid_plus"
     seed: int
-    store: Path  # spectrogram store folder (training.ClipSet's clips)
+    store: Path  # spectrogram store folder (clips.ClipSet's clips)
     split: dict[str, tuple[str, ...]]  # "train", "validation", "test" clip ids
     targets: dict[str, "np.ndarray | None"]  # the same keys; rows in the split's order
     names: tuple[str, ...]  # target names, in the targets' column order
@@ -83,7 +83,8 @@ def run_task(task: RunTask, progress: bool = False,
 
     from ..learning.checkpoints import save_checkpoint
     from ..learning.inference import predict
-    from ..learning.training import ClipSet, train
+    from ..learning.clips import ClipSet
+    from ..learning.training import train
     from ..signal.store import SpectrogramStore
     from .results import test_pearson
 

@@ -1,8 +1,8 @@
 """The short-schedule adaptations: three switches that let the paper's loop (:mod:`.training`)
 reach a useful model in the embedded default's few hundred steps.
 
-- ``precise_bn`` (:func:`recalibrate_batchnorm`, :func:`inference_model`): BatchNorm statistics
-  re-estimated with dropout off, as the model is used;
+- ``precise_bn`` (:func:`recalibrate_batchnorm`; the training loop's ``inference_model`` applies
+  it): BatchNorm statistics re-estimated with dropout off, as the model is used;
 - ``output_init: train_mean`` (:func:`init_output_layers`): output layers that start at the
   training targets' mean instead of a random offset;
 - ``recenter_output_bias`` (:func:`recenter_output_bias`): the kept model's output biases moved
@@ -13,19 +13,14 @@ The paper profile turns all three off (docs/decisions.md says why each exists).
 
 from __future__ import annotations
 
-import copy
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
-from . import precision as amp
-from .inference import crop, predict, standardise, to_device
 from ..core.config import OUTPUT_INITS
+from . import precision as amp
+from .clips import ClipSet
+from .inference import crop, predict, standardise, to_device
 from .scores import fit_linear
-
-if TYPE_CHECKING:  # annotations only: training imports this module
-    from .training import ClipSet, TrainConfig
 
 
 def _centre_crop_batches(spectrograms: list[np.ndarray], crop_frames: int, *, mean: float, std: float,
@@ -168,25 +163,4 @@ def recenter_output_bias(model: torch.nn.Module, train_set: ClipSet, *, mean: fl
     return delta
 
 
-def inference_model(model: torch.nn.Module, train_set: ClipSet, config: TrainConfig, *, mean: float, std: float,
-                     device: str | torch.device) -> torch.nn.Module:
-    """The model as it would be kept if this epoch were the best one.
-
-    With ``precise_bn`` the kept model gets re-estimated BatchNorm statistics, so validation
-    must score a copy with those statistics: the running averages are what makes validation
-    scores jump from epoch to epoch, and early stopping would otherwise pick an epoch for
-    statistics that are then thrown away.
-    """
-    if not config.precise_bn:
-        return model
-    # An evenly spaced, fixed subset: every epoch is scored with statistics from the same clips,
-    # and the cost per epoch stays bounded on the 5000-clip mid-level set.
-    n = len(train_set.spectrograms)
-    index = np.unique(np.linspace(0, n - 1, min(n, config.precise_bn_clips)).round().astype(int))
-    copied = copy.deepcopy(model)
-    recalibrate_batchnorm(copied, [train_set.spectrograms[i] for i in index], mean=mean, std=std,
-                          crop_frames=config.crop_frames, device=device, precision=config.precision)
-    return copied
-
-
-__all__ = ["inference_model", "init_output_layers", "recalibrate_batchnorm", "recenter_output_bias"]
+__all__ = ["init_output_layers", "recalibrate_batchnorm", "recenter_output_bias"]

@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from ..core.constants import MIDLEVEL_FEATURES, hop_frames, window_frames
 from . import precision as amp
-from .adaptations import inference_model, init_output_layers, recenter_output_bias
+from .adaptations import init_output_layers, recalibrate_batchnorm, recenter_output_bias
+from .clips import ClipSet
 from .inference import crop, model_outputs, predict, standardise, to_device
 from .models import build_model
 from ..core.config import Params
@@ -94,26 +95,6 @@ class TrainConfig:
 # Data
 
 
-@dataclass
-class ClipSet:
-    """Spectrograms of some clips and their targets.
-
-    ``spectrograms[i]`` is a (frames, 149) array (usually a memory-mapped view) and
-    ``targets[i]`` its target vector: 7 mid-level values, 8 emotions, or both concatenated
-    (mid-level first) for the Joint model.
-    """
-
-    ids: list[str]
-    spectrograms: list[np.ndarray]
-    targets: np.ndarray
-
-    def __post_init__(self) -> None:
-        if not (len(self.ids) == len(self.spectrograms) == len(self.targets)):
-            raise ValueError("ids, spectrograms and targets differ in length")
-        if not np.isfinite(self.targets).all():
-            raise ValueError("targets contain NaN or infinite values")
-
-
 def training_batches(train_set: ClipSet, order: np.ndarray, rng: np.random.Generator, *, crop_frames: int,
                      batch_size: int, mean: float, std: float,
                      device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -133,6 +114,27 @@ def training_batches(train_set: ClipSet, order: np.ndarray, rng: np.random.Gener
                           for i in index])
         targets = torch.from_numpy(train_set.targets[index].astype(np.float32))
         yield to_device(standardise(batch, mean, std), device), to_device(targets, device)
+
+
+def inference_model(model: torch.nn.Module, train_set: ClipSet, config: TrainConfig, *, mean: float, std: float,
+                     device: str | torch.device) -> torch.nn.Module:
+    """The model as it would be kept if this epoch were the best one.
+
+    With ``precise_bn`` the kept model gets re-estimated BatchNorm statistics, so validation
+    must score a copy with those statistics: the running averages are what makes validation
+    scores jump from epoch to epoch, and early stopping would otherwise pick an epoch for
+    statistics that are then thrown away.
+    """
+    if not config.precise_bn:
+        return model
+    # An evenly spaced, fixed subset: every epoch is scored with statistics from the same clips,
+    # and the cost per epoch stays bounded on the 5000-clip mid-level set.
+    n = len(train_set.spectrograms)
+    index = np.unique(np.linspace(0, n - 1, min(n, config.precise_bn_clips)).round().astype(int))
+    copied = copy.deepcopy(model)
+    recalibrate_batchnorm(copied, [train_set.spectrograms[i] for i in index], mean=mean, std=std,
+                          crop_frames=config.crop_frames, device=device, precision=config.precision)
+    return copied
 
 
 def _loss(kind: str, prediction: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> torch.Tensor:
