@@ -550,8 +550,9 @@ def test_metrics_have_no_lists_and_stage_script_writes_outputs(tmp_path):
 def test_reads_the_truth_file_synthetic_writes(tmp_path):
     """The real ``synthetic_truth.json``: the paper-scale map under ``paper_scale.weights``."""
     from midlevel_emotion.data import synthetic
+    from midlevel_emotion.data.synthetic import writer
     labels = synthetic.draw_labels(7, n_clips=20, n_soundtracks=10)
-    truth = synthetic._truth(labels, n_soundtracks=10, duration_seconds=15.0, sample_rate=44100)
+    truth = writer._truth(labels, n_soundtracks=10, duration_seconds=15.0, sample_rate=44100)
     path = tmp_path / "synthetic_truth.json"
     path.write_text(json.dumps(truth))
     expected, _ = synthetic.planted_map_paper_scale()

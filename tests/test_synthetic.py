@@ -16,8 +16,9 @@ from scipy import signal
 
 from midlevel_emotion.data import synthetic as S
 from midlevel_emotion.data.synthetic import harmony, parts, percussion, writer
+from midlevel_emotion.data.synthetic import metadata as synthetic_metadata
 from midlevel_emotion.data.synthetic import truth as synthetic_truth
-from midlevel_emotion.data.synthetic.grid import Latent, tempo
+from midlevel_emotion.data.synthetic.timing import Latent, tempo
 from midlevel_emotion.core.constants import EMOTIONS, MIDLEVEL_FEATURES
 from midlevel_emotion.data.formats import read_annotations, read_metadata, read_ratings
 from midlevel_emotion.data.labels import load_labels
@@ -84,7 +85,7 @@ def test_readers_parse_everything(corpus):
     assert sorted(st["soundtracks_number"]) == [f"{i:03d}" for i in range(1, 13)]
     assert metadata.loc[metadata["source"] != "soundtracks", "soundtracks_number"].isna().all()
     titles = set(metadata["title"])
-    assert set(S.SPECIAL_TITLES) <= titles  # a comma and non-ASCII characters survive
+    assert set(synthetic_metadata.SPECIAL_TITLES) <= titles  # a comma and non-ASCII characters survive
 
     ratings = read_ratings(raw / RATINGS_CSV)
     assert list(ratings.index) == [f"{i:03d}" for i in range(1, 13)]
@@ -223,7 +224,7 @@ def test_default_metadata_and_targets():
         counts[artist] = counts.get(artist, 0) + 1
     singles = np.array([counts[a] == 1 for a in labels.artists])
     share = singles[other].mean()
-    assert abs(share - S.SINGLE_ARTIST_FRACTION) <= 0.01
+    assert abs(share - synthetic_metadata.SINGLE_ARTIST_FRACTION) <= 0.01
     assert singles.sum() >= 0.08 * len(singles)  # enough for the 8 % artist-disjoint A2Mid+ test split
     assert not singles[~other].any()  # Soundtracks composers have several excerpts
     assert max(counts.values()) <= 6  # groups of 2-6 (a short tail is merged or topped up)
@@ -235,11 +236,11 @@ def test_default_metadata_and_targets():
 
 def test_target_rule():
     mu, sd = synthetic_truth._rating_moments(0.25)
-    assert S.target_category(mu[None, :]) == ["NEUTRAL"]
+    assert synthetic_truth.target_category(mu[None, :]) == ["NEUTRAL"]
     for category, emotion, sign in synthetic_truth._TARGET_RULES:
         row = mu.copy()
         row[EMOTIONS.index(emotion)] += sign * 2 * sd[EMOTIONS.index(emotion)]
-        assert S.target_category(row[None, :]) == [category]
+        assert synthetic_truth.target_category(row[None, :]) == [category]
 
 
 def test_planted_table_and_latents_follow_the_canonical_orders():

@@ -29,7 +29,7 @@ Modules, in the order the data flows:
 - :mod:`.truth`: the planted truth (latent->emotion map, latent correlation, sound design);
 - :mod:`.metadata`: made-up sources, artists, titles and albums;
 - :mod:`.labels`: latents, annotations, ratings, metadata, durations (no audio);
-- :mod:`.grid`: one clip's time grid (tempo, drift, jitter, gates);
+- :mod:`.timing`: one clip's time grid (tempo, drift, jitter, gates);
 - :mod:`.harmony`: its chord progression (keys, minor share, modulations, dissonances);
 - :mod:`.parts`: its chord, bass and lead parts;
 - :mod:`.percussion`: its drums;
@@ -39,12 +39,11 @@ Modules, in the order the data flows:
 """
 
 from .labels import SyntheticLabels, clip_seed, draw_labels
-from .metadata import SINGLE_ARTIST_FRACTION, SPECIAL_TITLES
 from .render import render_plan, synthesize_clip
 from .score import ClipPlan, plan_clip
 from .truth import (LATENT_CORRELATION, PLANTED_BIAS, PLANTED_WEIGHTS, SOUND_DESIGN, TARGET_CATEGORIES,
-                    planted_map_paper_scale, target_category)
-from .writer import _truth, generate_corpus
+                    planted_map_paper_scale)
+from .writer import generate_corpus
 
 __all__ = [
     "SOUND_DESIGN",

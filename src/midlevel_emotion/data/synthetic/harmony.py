@@ -1,6 +1,6 @@
 """The harmony of a clip: one chord per two-beat slot, keys, modulations, dissonances.
 
-:func:`harmony` writes the progression over the :class:`~.grid.Grid`: diatonic triads whose
+:func:`harmony` writes the progression over the :class:`~.timing.Grid`: diatonic triads whose
 minor share is ``minorness``, modulations with ``1 - tonal_stability``, added seconds,
 tritones and sevenths with ``dissonance``, voiced smoothly, with a tonic pedal.
 """
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grid import SLOT_SIXTEENTHS, Grid, Latent, _spread
+from .timing import SLOT_SIXTEENTHS, Grid, Latent, _spread
 
 # The keys' scales in semitones above the tonic (the lead's notes come from them).
 _MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])

@@ -1,6 +1,6 @@
 """The pitched parts of a clip: chords with the tonic pedal, bass and lead.
 
-Each is written over the :class:`~.grid.Grid` and the :class:`~.harmony.Harmony`:
+Each is written over the :class:`~.timing.Grid` and the :class:`~.harmony.Harmony`:
 :func:`chords` and :func:`bass` add syncopations with ``rhythm_complexity``, :func:`melody`
 is stepwise, on chord tones and sustained with ``melodiousness``, else leaping and sparse.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grid import SIXTEENTHS_PER_BEAT, SLOT_SIXTEENTHS, Grid, Latent, Note, _spread
+from .timing import SIXTEENTHS_PER_BEAT, SLOT_SIXTEENTHS, Grid, Latent, Note, _spread
 from .harmony import _MAJOR, _MINOR, Harmony, _instability
 
 BASS_LOW_MIDI = 36               # bass roots in C2..B2

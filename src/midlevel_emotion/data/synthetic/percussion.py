@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grid import BEATS_PER_BAR, JITTER_ROW, SIXTEENTHS_PER_BEAT, Grid, _spread
+from .timing import BEATS_PER_BAR, JITTER_ROW, SIXTEENTHS_PER_BEAT, Grid, _spread
 
 VELOCITY_FLOOR, VELOCITY_SPREAD = 0.85, 0.15  # hit gains vary in [0.85, 1]: no machine-gun repetition
 BAR_ACCENT = (1.0, 0.85)         # the kick on the first beat of a bar vs. the other beats

@@ -12,7 +12,7 @@ import functools
 import numpy as np
 from scipy import signal
 
-from .grid import Latent, Note
+from .timing import Latent, Note
 from .labels import _check_float, _check_int
 from .score import ClipPlan, plan_clip
 

@@ -1,6 +1,6 @@
 """The score of one clip: a symbolic plan composed from its seven latents and a seed.
 
-:func:`plan_clip` lays a time grid (:func:`~.grid.tempo`), writes a chord progression
+:func:`plan_clip` lays a time grid (:func:`~.timing.tempo`), writes a chord progression
 (:func:`~.harmony.harmony`) and the chord, bass and lead parts over it (:func:`~.parts.chords`,
 :func:`~.parts.bass`, :func:`~.parts.melody`), adds percussion (:func:`~.percussion.drums`)
 and picks the instruments (:func:`timbre`).
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .grid import Latent, Note, tempo
+from .timing import Latent, Note, tempo
 from .harmony import harmony
 from .labels import _rng
 from .parts import bass, chords, melody
