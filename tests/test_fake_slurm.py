@@ -183,3 +183,34 @@ def test_the_fake_enforces_the_time_limit_and_its_warning_signal(fake_slurm, tmp
         time.sleep(0.1)
     assert sacct[0] == "TIMEOUT"
     assert out.read_text().splitlines()[0] == "warned"
+
+
+def _final_state(job_id: str, timeout_s: float = 20.0) -> str:
+    end = time.time() + timeout_s
+    while True:
+        state = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "State", "-j", job_id],
+                               capture_output=True, text=True).stdout.strip()
+        if state not in ("PENDING", "RUNNING", "") or time.time() > end:
+            return state
+        time.sleep(0.1)
+
+
+def test_a_job_waits_for_its_log_folder_as_a_scheduled_one_would(fake_slurm, tmp_path, monkeypatch):
+    """submitit names a job's log folder after sbatch prints the id; a real scheduler starts the
+    job seconds later. The fake holds the task until the folder exists (a CI failure once: the
+    task started first and could not open its log), and after FAKE_SLURM_FOLDER_WAIT seconds
+    fails it as a node would."""
+    def submit(folder: Path) -> str:
+        return subprocess.run(["sbatch", "--parsable", f"--output={folder}/out.txt", "--wrap", "echo ran"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    late = tmp_path / "late"
+    job_id = submit(late)
+    time.sleep(0.5)
+    assert _final_state(job_id, timeout_s=0) == "PENDING"  # no folder yet: not started
+    late.mkdir()
+    assert _final_state(job_id) == "COMPLETED" and (late / "out.txt").read_text() == "ran\n"
+
+    monkeypatch.setenv("FAKE_SLURM_FOLDER_WAIT", "0.5")
+    never = submit(tmp_path / "never")
+    assert _final_state(never) == "FAILED"

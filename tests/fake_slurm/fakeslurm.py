@@ -23,7 +23,10 @@ a cluster of one node would run it:
   (SLURM_RESTART_COUNT goes up): submitit's preemption / checkpoint path.
 - --time is enforced (TIMEOUT), and so is --signal=[B:]SIG@SECONDS before it.
 
-What it does not do: schedule (a job starts as soon as it is submitted), run on more than
+What it does not do: schedule (a job starts as soon as its log folder exists: a real
+scheduler takes seconds, in which a submitter such as submitit, which can name the folder only
+once sbatch has printed the id, creates it; after $FAKE_SLURM_FOLDER_WAIT s the task starts
+anyway and fails to open its log, as on a node), run on more than
 one node (--nodes > 1 is refused, as a cluster without such nodes would), or check and
 enforce resources: --partition, --cpus-per-task, --mem, --gpus-per-node... are logged,
 shown by sacct/squeue and exported as SLURM_* variables, nothing more. Options that
@@ -36,6 +39,7 @@ State, in $FAKE_SLURM_DIR (default: $TMPDIR/fake-slurm-UID):
     state.json              the job records (read and written under state.lock)
     runner-<job id>.log     what the detached runner itself printed (its errors)
 Settings: FAKE_SLURM_KILL_WAIT (seconds from SIGTERM to SIGKILL, default 2),
+FAKE_SLURM_FOLDER_WAIT (seconds a task waits for its log folder, default 30),
 FAKE_SLURM_NODENAME (the node's name, default: this host's name).
 
 Standard library only, so that any python3 on PATH runs it (not only the project's venv).
@@ -498,12 +502,24 @@ def run(job_id: str) -> int:
     return 0
 
 
+def logs_ready(spec: dict, key: str) -> bool:
+    """Whether a pending task may start: its log folders exist, or it has waited long enough
+    (the scheduling delay of a real cluster, in which the submitter creates them)."""
+    with locked_state() as state:
+        rec = dict(state["jobs"][key])
+    if rec["state"] != "PENDING" or time.time() - rec["submit"] >= float(os.environ.get("FAKE_SLURM_FOLDER_WAIT", "30")):
+        return True  # cancelled while pending (start_task drops it), or waited long enough
+    values = pattern_values(spec, rec)
+    logs = [spec["output"], *([spec["error"]] if spec["error"] else [])]
+    return all((Path(spec["workdir"]) / expand(log, values)).parent.is_dir() for log in logs)
+
+
 def supervise_all(spec: dict) -> None:
     kill_wait = float(os.environ.get("FAKE_SLURM_KILL_WAIT", "2"))
     queue, running = list(spec["keys"]), {}
     limit = spec["array_limit"] or len(queue)
     while queue or running:
-        while queue and len(running) < limit:
+        while queue and len(running) < limit and logs_ready(spec, queue[0]):
             key = queue.pop(0)
             task = start_task(spec, key)
             if task is not None:
