@@ -151,7 +151,20 @@ def parse(description: str, *outputs: str) -> tuple[argparse.Namespace, Params]:
     for name in outputs:
         parser.add_argument(f"--{name}", required=True)
     args = parser.parse_args()
-    return args, load_params(args.params)
+    return args, read_params(args.params)
+
+
+#: The params files this process has read, by path: a training stage reads its file once,
+#: for :func:`configure_cpu_from_params` (before numpy and torch load) and :func:`parse`.
+_READ: dict[str, Params] = {}
+
+
+def read_params(path: str) -> Params:
+    """The params file at ``path``, read and checked once per process
+    (:func:`midlevel_emotion.core.params.load_params`)."""
+    if path not in _READ:
+        _READ[path] = load_params(path)
+    return _READ[path]
 
 
 def configure_cpu_from_params() -> None:
@@ -164,7 +177,7 @@ def configure_cpu_from_params() -> None:
     parser.add_argument("--params", default="params.yaml")
     path = parser.parse_known_args()[0].params
     try:
-        reproducible = load_params(path).train.reproducible  # a bool: checked as the file is read
+        reproducible = read_params(path).train.reproducible  # a bool: checked as the file is read
     except ParamsError as err:
         sys.exit(f"{Path(sys.argv[0]).stem}: error: {err}")
     configure_cpu(reproducible)

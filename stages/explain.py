@@ -5,12 +5,11 @@
 
 import argparse
 
-from _common import configure_cpu_from_params, run
+from _common import configure_cpu_from_params, read_params, run
 
 configure_cpu_from_params()  # train.reproducible: the same forward passes, so the same plot data, anywhere
 
 from midlevel_emotion.explanation.explain_stage import explain_stage  # noqa: E402
-from midlevel_emotion.core.params import load_params  # noqa: E402
 
 
 def main() -> int:
@@ -23,7 +22,7 @@ def main() -> int:
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
     summary = explain_stage(args.raw, args.spectrograms, args.models, args.plots, args.reports,
-                            load_params(args.params))
+                            read_params(args.params))
     reasons: dict[str, list[str]] = {}
     for name, reason in summary["not_run"].items():
         reasons.setdefault(reason, []).append(name)
